@@ -1,0 +1,159 @@
+"""Node configuration: ``config.toml`` in the node home, every key documented in the template.
+
+Precedence: command-line flags > ``config.toml`` > the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_HOME = Path("~/.p2pnode")
+KEY_FILE = "node.key"
+CONFIG_FILE = "config.toml"
+STATE_DB = "state.db"
+API_FILE = "api.json"
+LOG_FILE = "node.log"
+
+
+def resolve_home(arg: str | None) -> Path:
+    raw = arg or os.environ.get("P2PNODE_HOME") or str(DEFAULT_HOME)
+    return Path(raw).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class Config:
+    network: str = "devnet"
+    listen: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4001",)
+    bootstrap: tuple[str, ...] = ()
+    bootstrap_retry_max_s: float = 30.0
+    caps_interval_s: float = 60.0
+    caps_ttl_s: int = 180
+    caps_probe_gpus: bool = True
+    caps_kinds: tuple[str, ...] = ("matmul", "wasm")
+    caps_price: dict[str, int] = field(default_factory=lambda: {"matmul": 1000, "wasm": 1000})
+    api_listen: str = "127.0.0.1:0"
+    metrics_listen: str = "127.0.0.1:9464"
+    log_level: str = "info"
+
+    def with_overrides(self, **kw: Any) -> Config:
+        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+
+# (toml section, toml key) -> Config field
+_KEYS: dict[tuple[str, str], str] = {
+    ("node", "network"): "network",
+    ("node", "listen"): "listen",
+    ("node", "bootstrap"): "bootstrap",
+    ("node", "bootstrap_retry_max_s"): "bootstrap_retry_max_s",
+    ("caps", "interval_s"): "caps_interval_s",
+    ("caps", "ttl_s"): "caps_ttl_s",
+    ("caps", "probe_gpus"): "caps_probe_gpus",
+    ("caps", "kinds"): "caps_kinds",
+    ("caps", "price"): "caps_price",
+    ("api", "listen"): "api_listen",
+    ("metrics", "listen"): "metrics_listen",
+    ("log", "level"): "log_level",
+}
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, tuple | list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    return repr(v)
+
+
+def render_template(cfg: Config) -> str:
+    """The commented ``config.toml`` that ``p2pnode init`` writes."""
+    v = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    t = _toml_value
+    return f"""\
+# p2pnode node configuration. Every key is shown with its value; flags override them.
+
+[node]
+# Network id: names every topic and protocol (/p2pnode/<network>/...). Nodes of different
+# networks ignore each other.
+network = {t(v["network"])}
+# libp2p listen multiaddrs (TCP).
+listen = {t(v["listen"])}
+# Peers to dial at start, as /ip4/.../tcp/.../p2p/<peer-id> multiaddrs. Retried with
+# exponential backoff up to bootstrap_retry_max_s between tries while none is connected.
+bootstrap = {t(v["bootstrap"])}
+bootstrap_retry_max_s = {t(v["bootstrap_retry_max_s"])}
+
+[caps]
+# Seconds between capability ads (each jittered by +-10%); an ad is also sent on change.
+interval_s = {t(v["caps_interval_s"])}
+# Seconds an ad stays valid in other nodes' tables (10..86400). Keep it > 2 * interval_s.
+ttl_s = {t(v["caps_ttl_s"])}
+# Probe NVIDIA GPUs through NVML. Without a driver the node advertises CPU only.
+probe_gpus = {t(v["caps_probe_gpus"])}
+# Job kinds this node runs.
+kinds = {t(v["caps_kinds"])}
+# Price per job unit, integer micro-units, by kind.
+price = {t(v["caps_price"])}
+
+[api]
+# Admin API (used by the p2pnode CLI): host:port on loopback; port 0 picks a free one and
+# writes it to api.json in the node home, with an access token (mode 0600).
+listen = {t(v["api_listen"])}
+
+[metrics]
+# Prometheus metrics as text at http://<listen>/metrics. Empty string disables.
+listen = {t(v["metrics_listen"])}
+
+[log]
+# debug, info, warning or error. Logs are one JSON object per line.
+level = {t(v["log_level"])}
+"""
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: Path) -> Config:
+    """Read ``config.toml``; unknown keys are an error, so typos do not pass silently."""
+    if not path.exists():
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from e
+    kw: dict[str, Any] = {}
+    defaults = Config()
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: top-level key {section!r} is not a [section]")
+        for key, value in table.items():
+            name = _KEYS.get((section, key))
+            if name is None:
+                raise ConfigError(f"{path}: unknown key [{section}] {key}")
+            default = getattr(defaults, name)
+            if isinstance(default, tuple):
+                if not isinstance(value, list):
+                    raise ConfigError(f"{path}: [{section}] {key} must be a list")
+                value = tuple(value)
+            elif isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise ConfigError(f"{path}: [{section}] {key} must be true or false")
+            elif isinstance(default, float):
+                if not isinstance(value, int | float) or isinstance(value, bool):
+                    raise ConfigError(f"{path}: [{section}] {key} must be a number")
+                value = float(value)
+            elif not isinstance(value, type(default)):
+                raise ConfigError(f"{path}: [{section}] {key} must be {type(default).__name__}")
+            kw[name] = value
+    cfg = replace(defaults, **kw)
+    if not 10 <= cfg.caps_ttl_s <= 86_400:
+        raise ConfigError(f"{path}: [caps] ttl_s must be in 10..86400")
+    return cfg

@@ -1,0 +1,122 @@
+"""The signed envelope shared by every p2pnode protocol object (spec/01-encoding.md §3).
+
+    SignedEnvelope = {"t": type, "v": version, "b": body, "k": signer key, "s": signature}
+
+The signature is Ed25519 over ``signing_input(t, v, b)``:
+
+    "p2pnode/v1/" || t || "/" || decimal(v) || 0x00 || canonical_cbor(b)
+
+The type and version are inside the signed bytes (domain separation), so a signature made
+for one message type or version can never be replayed as another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from p2pnode.identity import (
+    ED25519_PUBLIC_KEY_SIZE,
+    ED25519_SIGNATURE_SIZE,
+    Identity,
+    peer_id_bytes,
+    peer_id_str,
+    verify,
+)
+from p2pnode.wire import cbor
+from p2pnode.wire.reasons import Reason, WireError
+
+DOMAIN = b"p2pnode/v1/"
+ENVELOPE_KEYS = frozenset({"t", "v", "b", "k", "s"})
+MAX_TYPE_LEN = 32
+
+# Per-type size limits of the encoded envelope, bytes (spec 01 §4). Unknown types are
+# refused before their body is looked at.
+SIZE_LIMITS: dict[str, int] = {
+    "caps.ad": 4096,
+}
+# Versions each type is understood in.
+VERSIONS: dict[str, frozenset[int]] = {
+    "caps.ad": frozenset({1}),
+}
+
+
+def signing_input(t: str, v: int, body_bytes: bytes) -> bytes:
+    return DOMAIN + t.encode("utf-8") + b"/" + str(v).encode("ascii") + b"\x00" + body_bytes
+
+
+def multihash_sha256(data: bytes) -> bytes:
+    """Multihash (sha2-256, code 0x12, length 0x20) of ``data``: our content id."""
+    return b"\x12\x20" + hashlib.sha256(data).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded and signature-checked envelope; ``raw`` is its canonical encoding."""
+
+    t: str
+    v: int
+    body: Any
+    signer: bytes
+    sig: bytes
+    raw: bytes
+
+    @property
+    def signer_peer_id(self) -> str:
+        return peer_id_str(self.signer)
+
+    @property
+    def signer_peer_id_bytes(self) -> bytes:
+        return peer_id_bytes(self.signer)
+
+    @property
+    def content_id(self) -> bytes:
+        return multihash_sha256(self.raw)
+
+
+def seal(identity: Identity, t: str, v: int, body: Any) -> bytes:
+    """Sign ``body`` as a message of type ``t`` version ``v``; return the envelope bytes."""
+    body_bytes = cbor.encode(body)
+    sig = identity.sign(signing_input(t, v, body_bytes))
+    return cbor.encode({"t": t, "v": v, "b": body, "k": identity.public_key, "s": sig})
+
+
+def open_envelope(data: bytes, expected_type: str | None = None) -> Envelope:
+    """Decode, structure-check and signature-check an envelope.
+
+    Checks run cheapest first (size, codec, structure, type, version, signature) so that
+    garbage costs little; raises :class:`WireError` with the reason of the first failure.
+    """
+    limit = max(SIZE_LIMITS.values())
+    if expected_type is not None and expected_type in SIZE_LIMITS:
+        limit = SIZE_LIMITS[expected_type]
+    if len(data) > limit:
+        raise WireError(Reason.TOO_LARGE, "%d bytes > limit %d" % (len(data), limit))
+    obj = cbor.decode(data, max_size=limit)
+    if not isinstance(obj, dict):
+        raise WireError(Reason.BAD_ENVELOPE, "an envelope is a map")
+    keys = set(obj)
+    if keys - ENVELOPE_KEYS:
+        raise WireError(Reason.UNKNOWN_FIELD, "envelope fields %s" % sorted(map(str, keys)))
+    if keys != ENVELOPE_KEYS:
+        raise WireError(Reason.BAD_ENVELOPE, "missing %s" % sorted(ENVELOPE_KEYS - keys))
+    t, v, k, s = obj["t"], obj["v"], obj["k"], obj["s"]
+    if not isinstance(t, str) or not 0 < len(t) <= MAX_TYPE_LEN:
+        raise WireError(Reason.BAD_ENVELOPE, "t must be a short text string")
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise WireError(Reason.BAD_ENVELOPE, "v must be an unsigned integer")
+    if not isinstance(k, bytes) or len(k) != ED25519_PUBLIC_KEY_SIZE:
+        raise WireError(Reason.BAD_KEY, "k must be a 32-byte Ed25519 public key")
+    if not isinstance(s, bytes) or len(s) != ED25519_SIGNATURE_SIZE:
+        raise WireError(Reason.BAD_SIGNATURE, "s must be 64 bytes")
+    if t not in VERSIONS or (expected_type is not None and t != expected_type):
+        raise WireError(Reason.UNKNOWN_TYPE, t)
+    if v not in VERSIONS[t]:
+        raise WireError(Reason.UNSUPPORTED_VERSION, "%s v%d" % (t, v))
+    if len(data) > SIZE_LIMITS[t]:
+        raise WireError(Reason.TOO_LARGE, "%d bytes > limit %d" % (len(data), SIZE_LIMITS[t]))
+    body = obj["b"]
+    if not verify(k, signing_input(t, v, cbor.encode(body)), s):
+        raise WireError(Reason.BAD_SIGNATURE)
+    return Envelope(t=t, v=v, body=body, signer=k, sig=s, raw=bytes(data))

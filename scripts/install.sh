@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs p2pnode with its test tools into ./.venv (idempotent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# py-libp2p depends on fastecdsa, which compiles against GMP.
+if ! { [ -f /usr/include/gmp.h ] || ls /usr/include/*/gmp.h >/dev/null 2>&1; }; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq libgmp-dev gcc >/dev/null
+  else
+    echo "p2pnode needs the GMP headers to build fastecdsa: install libgmp-dev (Debian/Ubuntu) or gmp-devel" >&2
+    exit 1
+  fi
+fi
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[test]'

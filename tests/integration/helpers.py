@@ -1,0 +1,50 @@
+"""Real nodes on 127.0.0.1 for integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from p2pnode.caps.probe import Hardware
+from p2pnode.config import Config
+from p2pnode.identity import Identity
+from p2pnode.node import Node
+
+HW = Hardware(cores=2, threads=4, arch="x86_64", mem=8 << 30, gpus=(), gpu_note="test")
+
+
+def test_config(**kw: object) -> Config:
+    base = Config(network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), metrics_listen="",
+                  caps_interval_s=30.0, caps_ttl_s=120)
+    return base.with_overrides(**kw)
+
+
+@asynccontextmanager
+async def running_nodes(tmp: Path, n: int, **cfg: object) -> AsyncIterator[list[Node]]:
+    """Start ``n`` nodes; every node after the first bootstraps from the first."""
+    async with trio.open_nursery() as nursery:
+        nodes: list[Node] = []
+        for i in range(n):
+            home = tmp / f"node{i}"
+            home.mkdir(parents=True, exist_ok=True)
+            boot = ()
+            if nodes:
+                first = nodes[0]
+                boot = (f"{first.stack.listen_addrs()[0].split('/p2p/')[0]}/p2p/{first.peer_id}",)
+            node = Node(home, test_config(bootstrap=boot, **cfg), Identity.generate(), hardware=HW)
+            await nursery.start(node.run)
+            nodes.append(node)
+        try:
+            yield nodes
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+async def wait_for(cond: Callable[[], bool], timeout: float = 20.0, step: float = 0.1) -> None:
+    """Poll ``cond`` until it holds; fail the test after ``timeout`` seconds."""
+    with trio.fail_after(timeout):
+        while not cond():
+            await trio.sleep(step)
