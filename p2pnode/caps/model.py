@@ -15,6 +15,8 @@ from p2pnode.wire.reasons import Reason, WireError
 
 AD_TYPE = "caps.ad"
 AD_VERSION = 1
+AD_MAX_SIZE = 4096
+envelope.register_type(AD_TYPE, {AD_VERSION}, AD_MAX_SIZE)
 
 MAX_NET_LEN = 32
 MAX_GPUS = 16

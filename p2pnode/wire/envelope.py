@@ -31,15 +31,19 @@ DOMAIN = b"p2pnode/v1/"
 ENVELOPE_KEYS = frozenset({"t", "v", "b", "k", "s"})
 MAX_TYPE_LEN = 32
 
-# Per-type size limits of the encoded envelope, bytes (spec 01 §4). Unknown types are
-# refused before their body is looked at.
-SIZE_LIMITS: dict[str, int] = {
-    "caps.ad": 4096,
-}
-# Versions each type is understood in.
-VERSIONS: dict[str, frozenset[int]] = {
-    "caps.ad": frozenset({1}),
-}
+# Per-type size limits of the encoded envelope, bytes (spec 01 §4), and the versions each
+# type is understood in. Each message module registers its types at import; unknown types
+# are refused before their body is looked at.
+SIZE_LIMITS: dict[str, int] = {}
+VERSIONS: dict[str, frozenset[int]] = {}
+
+
+def register_type(t: str, versions: set[int], size_limit: int) -> None:
+    """Declare a message type this implementation understands (idempotent)."""
+    if not 0 < len(t.encode()) <= MAX_TYPE_LEN:
+        raise ValueError(f"type name {t!r} must be 1..{MAX_TYPE_LEN} bytes")
+    SIZE_LIMITS[t] = size_limit
+    VERSIONS[t] = frozenset(versions)
 
 
 def signing_input(t: str, v: int, body_bytes: bytes) -> bytes:
@@ -88,7 +92,7 @@ def open_envelope(data: bytes, expected_type: str | None = None) -> Envelope:
     Checks run cheapest first (size, codec, structure, type, version, signature) so that
     garbage costs little; raises :class:`WireError` with the reason of the first failure.
     """
-    limit = max(SIZE_LIMITS.values())
+    limit = max(SIZE_LIMITS.values(), default=cbor.MAX_MESSAGE_SIZE)
     if expected_type is not None and expected_type in SIZE_LIMITS:
         limit = SIZE_LIMITS[expected_type]
     if len(data) > limit:
