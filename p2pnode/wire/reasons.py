@@ -37,6 +37,19 @@ class Reason(StrEnum):
     CLOCK_SKEW = "clock_skew"
     EXPIRED = "expired"
     RATE_LIMITED = "rate_limited"
+    # content and jobs (spec 04 onwards)
+    HASH_MISMATCH = "hash_mismatch"
+    NOT_FOUND = "not_found"
+    ID_MISMATCH = "id_mismatch"
+    UNKNOWN_JOB = "unknown_job"
+    NOT_LEASEHOLDER = "not_leaseholder"
+    LEASE_EXPIRED = "lease_expired"
+    DEADLINE_PASSED = "deadline_passed"
+    REQUIREMENTS_UNMET = "requirements_unmet"
+    BUSY = "busy"
+    BAD_STATE = "bad_state"
+    EXEC_FAILED = "exec_failed"
+    LIMIT_EXCEEDED = "limit_exceeded"
 
 
 class WireError(ValueError):
