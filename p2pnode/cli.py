@@ -189,6 +189,122 @@ def cmd_caps(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _load_job_file(path: str) -> dict[str, Any]:
+    import tomllib
+
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"job file {path}: {e}") from e
+    known = {"kind", "count", "n", "inputs", "module", "input", "fuel", "params",
+             "requirements", "max_price", "deadline_s", "lease_s", "redundancy"}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"job file {path}: unknown keys {sorted(unknown)}")
+    base = p.resolve().parent
+
+    def rel(v: str) -> str:
+        return v if v.startswith("example:") else str((base / v).resolve())
+
+    if isinstance(data.get("inputs"), dict):
+        data["inputs"] = {k: rel(str(v)) for k, v in data["inputs"].items()}
+    for key in ("module", "input"):
+        if isinstance(data.get(key), str):
+            data[key] = rel(data[key])
+    return data
+
+
+def cmd_job_submit(a: argparse.Namespace) -> int:
+    import time
+
+    args: dict[str, Any] = _load_job_file(a.file) if a.file else {}
+    flags = {"kind": a.kind, "n": a.n, "count": a.count, "fuel": a.fuel,
+             "max_price": a.max_price, "deadline_s": a.deadline, "lease_s": a.lease,
+             "redundancy": a.redundancy,
+             "module": a.module if a.module is None or a.module.startswith("example:")
+             else str(Path(a.module).resolve()),
+             "input": str(Path(a.input).resolve()) if a.input else None}
+    args.update({k: v for k, v in flags.items() if v is not None})
+    if a.gpu:
+        args.setdefault("requirements", {})["gpu"] = True
+    if "kind" not in args:
+        print("error: give --kind or a job file with `kind`", file=sys.stderr)
+        return EXIT_USAGE
+    jobs = _ask(a, "job.submit", args)
+    if not a.wait:
+        if a.json:
+            _print_json(jobs)
+        else:
+            for j in jobs:
+                print(f"submitted {j['id']} ({j['kind']})")
+        return EXIT_OK
+    # --wait: follow every job to a final state, progress on stderr.
+    ids = [j["id"] for j in jobs]
+    last: dict[str, str] = {}
+    final: dict[str, Any] = {}
+    while len(final) < len(ids):
+        for jid in ids:
+            if jid in final:
+                continue
+            d = _ask(a, "job.show", {"id": jid})
+            if d["state"] != last.get(jid):
+                last[jid] = d["state"]
+                print(f"{jid[:16]}  {d['state']}", file=sys.stderr, flush=True)
+            if d["state"] in ("completed", "failed"):
+                final[jid] = d
+        if len(final) < len(ids):
+            time.sleep(0.5)
+    failed = [d for d in final.values() if d["state"] != "completed"]
+    if a.json:
+        _print_json([{k: v for k, v in final[j].items() if k != "history"} for j in ids])
+    else:
+        for jid in ids:
+            d = final[jid]
+            where = d["output_path"] or d["output"] or "-"
+            lat = f"{d['latency_ms']} ms" if d["latency_ms"] is not None else "-"
+            print(f"{jid}  {d['state']}  latency {lat}  output {where}")
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def cmd_job_list(a: argparse.Namespace) -> int:
+    res = _ask(a, "job.list", {"states": a.state or []})
+    if a.json:
+        _print_json(res)
+        return EXIT_OK
+    rows = [[j["id"][:20], j["kind"], j["state"], str(j["reassigned"]),
+             (j["worker"] or "-")[:20],
+             f"{j['latency_ms']} ms" if j["latency_ms"] is not None else "-"]
+            for j in res["jobs"]]
+    if rows:
+        print(_table(rows, ["JOB", "KIND", "STATE", "REASSIGNED", "WORKER", "LATENCY"]))
+    counts = ", ".join(f"{k} {v}" for k, v in res["counts"].items() if v) or "no jobs"
+    print(f"requested: {counts}; working on: {len(res['work'])}")
+    return EXIT_OK
+
+
+def cmd_job_show(a: argparse.Namespace) -> int:
+    d = _ask(a, "job.show", {"id": a.id})
+    if a.output:
+        if not d["output_path"]:
+            print("error: the job has no output here yet", file=sys.stderr)
+            return EXIT_ERROR
+        Path(a.output).write_bytes(Path(d["output_path"]).read_bytes())
+    if a.json:
+        _print_json(d)
+        return EXIT_OK
+    print(f"job        {d['id']}\nkind       {d['kind']}\nstate      {d['state']}"
+          f"\nworker     {d['worker'] or '-'}\noutput     {d['output'] or '-'}"
+          f"\nstored at  {d['output_path'] or '-'}\nreassigned {d['reassigned']}")
+    if d["latency_ms"] is not None:
+        print(f"latency    {d['latency_ms']} ms (submit to verified result)")
+    print("history:")
+    t0 = d["history"][0]["ts_ms"] if d["history"] else 0
+    for h in d["history"]:
+        print(f"  +{(h['ts_ms'] - t0) / 1000:8.3f}s  {h['event']:<14} {h['detail']}")
+    return EXIT_OK
+
+
 def cmd_testnet_up(a: argparse.Namespace) -> int:
     from p2pnode.testnet.launcher import TestnetOptions, run_testnet
 
@@ -196,6 +312,7 @@ def cmd_testnet_up(a: argparse.Namespace) -> int:
         n=a.n, duration=a.duration, base_port=a.base_port,
         directory=Path(a.dir) if a.dir else None, network=a.network,
         json_out=a.json, caps_interval=a.caps_interval,
+        jobs=a.jobs, requesters=a.requesters, job_n=a.job_n, job_kind=a.job_kind,
     )
     return run_testnet(opts)
 
@@ -243,6 +360,37 @@ def build_parser() -> argparse.ArgumentParser:
     add("peers", "list connected peers", cmd_peers)
     add("caps", "show the live capability table", cmd_caps)
 
+    job = sub.add_parser("job", help="submit and follow jobs (as a requester)")
+    jsub = job.add_subparsers(dest="job_command", metavar="SUBCOMMAND", required=True)
+
+    def jadd(name: str, help_: str, func: Any) -> argparse.ArgumentParser:
+        sp = jsub.add_parser(name, help=help_, description=help_)
+        sp.add_argument("--home", help="node home directory")
+        sp.add_argument("--json", action="store_true", help="print JSON instead of text")
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = jadd("submit", "submit jobs to the network through the running node", cmd_job_submit)
+    sp.add_argument("file", nargs="?", help="a job file (TOML; see docs/jobs.md)")
+    sp.add_argument("--kind", choices=["matmul", "wasm"], help="job kind")
+    sp.add_argument("--n", type=int, help="matmul: random int8 n x n inputs")
+    sp.add_argument("--count", type=int, help="how many jobs (default 1)")
+    sp.add_argument("--module", help="wasm: .wasm/.wat file or example:NAME (default example:sum)")
+    sp.add_argument("--input", help="wasm: input file")
+    sp.add_argument("--fuel", type=int, help="wasm: fuel limit")
+    sp.add_argument("--max-price", type=int, help="highest price accepted, micro-units")
+    sp.add_argument("--deadline", type=int, help="seconds until the job must be done")
+    sp.add_argument("--lease", type=int, help="lease length in seconds (renewed by heartbeats)")
+    sp.add_argument("--redundancy", type=int, help="workers per job (default 1)")
+    sp.add_argument("--gpu", action="store_true", help="require a GPU")
+    sp.add_argument("--wait", action="store_true",
+                    help="follow the jobs to a final state; exit 1 if any failed")
+    sp = jadd("list", "list the jobs this node requested", cmd_job_list)
+    sp.add_argument("--state", action="append", help="only jobs in this state (repeatable)")
+    sp = jadd("show", "show one job with its state history", cmd_job_show)
+    sp.add_argument("id", help="job id (hex) or a unique prefix")
+    sp.add_argument("--output", help="write the job's output to this file")
+
     tn = sub.add_parser("testnet", help="local multi-node networks on 127.0.0.1")
     tsub = tn.add_subparsers(dest="testnet_command", metavar="SUBCOMMAND", required=True)
     up = tsub.add_parser(
@@ -259,6 +407,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--network", default="testnet", help="network id (default testnet)")
     up.add_argument("--caps-interval", type=float, default=10.0,
                     help="seconds between capability ads (default 10)")
+    up.add_argument("--jobs", type=int, default=0,
+                    help="submit this many jobs spread over the run; convergence then also "
+                    "needs every job completed")
+    up.add_argument("--requesters", type=int, default=1,
+                    help="spread the jobs over the first M nodes (default 1: the bootstrap)")
+    up.add_argument("--job-kind", choices=["matmul", "wasm"], default="matmul",
+                    help="kind of the testnet's jobs (default matmul)")
+    up.add_argument("--job-n", type=int, default=64, help="matmul size of testnet jobs")
     up.add_argument("--json", action="store_true", help="print the report as one JSON object")
     up.set_defaults(func=cmd_testnet_up)
     return p

@@ -35,6 +35,18 @@ class Config:
     caps_probe_gpus: bool = True
     caps_kinds: tuple[str, ...] = ("matmul", "wasm")
     caps_price: dict[str, int] = field(default_factory=lambda: {"matmul": 1000, "wasm": 1000})
+    jobs_concurrency: int = 2
+    jobs_device: str = "auto"
+    jobs_discovery_interval_s: float = 5.0
+    jobs_offer: bool = True
+    jobs_lease_s: int = 30
+    jobs_deadline_s: int = 600
+    jobs_max_price: int = 10_000
+    jobs_max_blob_bytes: int = 64 << 20
+    jobs_wall_time_s: float = 300.0
+    jobs_wasm_fuel: int = 10_000_000_000
+    jobs_wasm_memory_bytes: int = 256 << 20
+    jobs_matmul_max_n: int = 4096
     api_listen: str = "127.0.0.1:0"
     metrics_listen: str = "127.0.0.1:9464"
     log_level: str = "info"
@@ -54,6 +66,18 @@ _KEYS: dict[tuple[str, str], str] = {
     ("caps", "probe_gpus"): "caps_probe_gpus",
     ("caps", "kinds"): "caps_kinds",
     ("caps", "price"): "caps_price",
+    ("jobs", "concurrency"): "jobs_concurrency",
+    ("jobs", "device"): "jobs_device",
+    ("jobs", "discovery_interval_s"): "jobs_discovery_interval_s",
+    ("jobs", "offer"): "jobs_offer",
+    ("jobs", "lease_s"): "jobs_lease_s",
+    ("jobs", "deadline_s"): "jobs_deadline_s",
+    ("jobs", "max_price"): "jobs_max_price",
+    ("jobs", "max_blob_bytes"): "jobs_max_blob_bytes",
+    ("jobs", "wall_time_s"): "jobs_wall_time_s",
+    ("jobs", "wasm_fuel"): "jobs_wasm_fuel",
+    ("jobs", "wasm_memory_bytes"): "jobs_wasm_memory_bytes",
+    ("jobs", "matmul_max_n"): "jobs_matmul_max_n",
     ("api", "listen"): "api_listen",
     ("metrics", "listen"): "metrics_listen",
     ("log", "level"): "log_level",
@@ -101,6 +125,27 @@ probe_gpus = {t(v["caps_probe_gpus"])}
 kinds = {t(v["caps_kinds"])}
 # Price per job unit, integer micro-units, by kind.
 price = {t(v["caps_price"])}
+
+[jobs]
+# As a worker: how many jobs run at once (never more), and where matmul runs:
+# "auto" (a GPU when CuPy or PyTorch with CUDA is importable), "cpu" or "gpu".
+# The kinds this node runs and its prices are [caps] kinds and price.
+concurrency = {t(v["jobs_concurrency"])}
+device = {t(v["jobs_device"])}
+# Seconds between DHT lookups for open jobs while a slot is free.
+discovery_interval_s = {t(v["jobs_discovery_interval_s"])}
+# As a requester: also offer jobs directly to matching workers from the capability table.
+offer = {t(v["jobs_offer"])}
+# Defaults of submitted jobs: lease length (renewed by heartbeats), deadline, max price.
+lease_s = {t(v["jobs_lease_s"])}
+deadline_s = {t(v["jobs_deadline_s"])}
+max_price = {t(v["jobs_max_price"])}
+# Hard limits of execution, whatever a job asks for.
+max_blob_bytes = {t(v["jobs_max_blob_bytes"])}
+wall_time_s = {t(v["jobs_wall_time_s"])}
+wasm_fuel = {t(v["jobs_wasm_fuel"])}
+wasm_memory_bytes = {t(v["jobs_wasm_memory_bytes"])}
+matmul_max_n = {t(v["jobs_matmul_max_n"])}
 
 [api]
 # Admin API (used by the p2pnode CLI): host:port on loopback; port 0 picks a free one and

@@ -6,14 +6,26 @@ the acknowledgement leaves, so ``kill -9`` loses nothing acknowledged.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- jobs this node requested: the signed spec and the requester machine's state (JSON)
+CREATE TABLE IF NOT EXISTS req_jobs (
+    id BLOB PRIMARY KEY, spec BLOB NOT NULL, state TEXT NOT NULL, row TEXT NOT NULL,
+    created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS req_jobs_state ON req_jobs(state);
+-- jobs this node worked on
+CREATE TABLE IF NOT EXISTS work_jobs (
+    id BLOB PRIMARY KEY, spec BLOB NOT NULL, state TEXT NOT NULL, row TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL);
 """
 
 
@@ -44,6 +56,46 @@ class NodeStore:
     def counter(self, name: str) -> int:
         row = self.db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
         return int(row[0]) if row else 0
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def save_req_job(self, job_id: bytes, spec: bytes, state: str, row: dict[str, Any],
+                     created_ms: int, now_ms: int) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT INTO req_jobs(id, spec, state, row, created_ms, updated_ms) "
+                "VALUES(?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET state=excluded.state, "
+                "row=excluded.row, updated_ms=excluded.updated_ms",
+                (job_id, spec, state, json.dumps(row), created_ms, now_ms))
+
+    def req_jobs(self, states: tuple[str, ...] | None = None
+                 ) -> Iterator[tuple[bytes, bytes, dict[str, Any], int]]:
+        q = "SELECT id, spec, row, created_ms FROM req_jobs"
+        args: tuple[str, ...] = ()
+        if states:
+            q += " WHERE state IN (%s)" % ",".join("?" * len(states))
+            args = states
+        for jid, spec, row, created in self.db.execute(q + " ORDER BY created_ms", args):
+            yield bytes(jid), bytes(spec), json.loads(row), int(created)
+
+    def save_work_job(self, job_id: bytes, spec: bytes, state: str, row: dict[str, Any],
+                      now_ms: int) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT INTO work_jobs(id, spec, state, row, updated_ms) VALUES(?,?,?,?,?) "
+                "ON CONFLICT(id) DO UPDATE SET state=excluded.state, row=excluded.row, "
+                "updated_ms=excluded.updated_ms",
+                (job_id, spec, state, json.dumps(row), now_ms))
+
+    def work_jobs(self, states: tuple[str, ...] | None = None
+                  ) -> Iterator[tuple[bytes, bytes, str, dict[str, Any]]]:
+        q = "SELECT id, spec, state, row FROM work_jobs"
+        args: tuple[str, ...] = ()
+        if states:
+            q += " WHERE state IN (%s)" % ",".join("?" * len(states))
+            args = states
+        for jid, spec, state, row in self.db.execute(q, args):
+            yield bytes(jid), bytes(spec), str(state), json.loads(row)
 
     def close(self) -> None:
         self.db.close()

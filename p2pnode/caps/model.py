@@ -11,6 +11,7 @@ from typing import Any
 
 from p2pnode.identity import Identity
 from p2pnode.wire import envelope
+from p2pnode.wire.fields import _list, _map, _text, _uint
 from p2pnode.wire.reasons import Reason, WireError
 
 AD_TYPE = "caps.ad"
@@ -28,7 +29,6 @@ MAX_AGENT_LEN = 64
 MAX_NAME_LEN = 64
 MIN_TTL_S = 10
 MAX_TTL_S = 86_400
-UINT64_MAX = (1 << 64) - 1
 
 _AD_KEYS = frozenset({"net", "seq", "ts", "ttl", "cpu", "mem", "gpus", "kinds", "price", "addrs",
                       "agent"})
@@ -130,34 +130,3 @@ class CapabilityAd:
 
     def expires_at_ms(self) -> int:
         return self.ts + self.ttl * 1000
-
-
-def _map(v: Any, keys: frozenset[str], what: str) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise WireError(Reason.BAD_FIELD, "%s must be a map" % what)
-    present = set(v)
-    extra = present - keys
-    if extra:
-        raise WireError(Reason.UNKNOWN_FIELD, "%s: %s" % (what, sorted(map(str, extra))))
-    missing = keys - present
-    if missing:
-        raise WireError(Reason.BAD_FIELD, "%s lacks %s" % (what, sorted(missing)))
-    return v
-
-
-def _list(v: Any, max_len: int, what: str) -> list[Any]:
-    if not isinstance(v, list) or len(v) > max_len:
-        raise WireError(Reason.BAD_FIELD, "%s must be an array of at most %d" % (what, max_len))
-    return v
-
-
-def _text(v: Any, max_len: int, what: str, nonempty: bool = False) -> str:
-    if not isinstance(v, str) or len(v.encode("utf-8")) > max_len or (nonempty and not v):
-        raise WireError(Reason.BAD_FIELD, "%s must be text of 1..%d bytes" % (what, max_len))
-    return v
-
-
-def _uint(v: Any, what: str) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= UINT64_MAX:
-        raise WireError(Reason.BAD_FIELD, "%s must be an unsigned integer" % what)
-    return v

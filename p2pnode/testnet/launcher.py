@@ -35,6 +35,10 @@ class TestnetOptions:
     network: str = "testnet"
     json_out: bool = False
     caps_interval: float = 10.0
+    jobs: int = 0
+    requesters: int = 1
+    job_n: int = 64
+    job_kind: str = "matmul"
 
 
 @dataclass
@@ -134,9 +138,93 @@ def _converged(nodes: list[NodeProc]) -> bool:
                and (want == 0 or n.status.get("peers", 0) >= 1) for n in nodes)
 
 
+class JobDriver:
+    """Submits the testnet's jobs over the run and follows them to a final state."""
+
+    def __init__(self, opts: TestnetOptions, nodes: list[NodeProc]) -> None:
+        self.opts = opts
+        self.requesters = nodes[: max(1, min(opts.requesters, len(nodes)))]
+        span = (opts.duration or 60.0) * 0.3
+        self.gap = span / opts.jobs if opts.jobs else 0.0
+        self.submitted: dict[str, int] = {}  # job id -> requester index
+        self.submit_errors = 0
+        self.next_at: float | None = None
+        self.final: dict[str, dict[str, Any]] = {}
+        self.state_counts: dict[str, int] = {}
+        self.reassigned = 0
+
+    def start(self) -> None:
+        if self.next_at is None:
+            self.next_at = time.monotonic()
+
+    def step(self) -> None:
+        if self.next_at is None:
+            return
+        while (len(self.submitted) + self.submit_errors < self.opts.jobs
+               and time.monotonic() >= self.next_at):
+            i = (len(self.submitted) + self.submit_errors) % len(self.requesters)
+            node = self.requesters[i]
+            args = {"kind": self.opts.job_kind, "n": self.opts.job_n, "lease_s": 8,
+                    "deadline_s": max(60, int(self.opts.duration or 600))}
+            if self.opts.job_kind == "wasm":
+                args = {"kind": "wasm", "module": "example:sum", "lease_s": 8,
+                        "deadline_s": max(60, int(self.opts.duration or 600))}
+            try:
+                for j in call(node.home, "job.submit", args, timeout=30.0):
+                    self.submitted[j["id"]] = node.index
+            except (ApiError, OSError, ValueError):
+                self.submit_errors += 1
+            self.next_at += self.gap
+        self.poll()
+
+    def poll(self) -> None:
+        counts: dict[str, int] = {}
+        reassigned = 0
+        for node in self.requesters:
+            try:
+                res = call(node.home, "job.list", timeout=10.0)
+            except (ApiError, OSError, ValueError):
+                continue
+            for j in res["jobs"]:
+                if j["id"] not in self.submitted:
+                    continue
+                counts[j["state"]] = counts.get(j["state"], 0) + 1
+                reassigned += j["reassigned"]
+                if j["state"] in ("completed", "failed"):
+                    self.final[j["id"]] = j
+        self.state_counts = counts
+        self.reassigned = reassigned
+
+    @property
+    def done(self) -> bool:
+        completed = sum(1 for j in self.final.values() if j["state"] == "completed")
+        return completed == len(self.submitted) == self.opts.jobs
+
+    def report(self) -> dict[str, Any]:
+        lat = sorted(j["latency_ms"] for j in self.final.values()
+                     if j["state"] == "completed" and j["latency_ms"] is not None)
+
+        def pct(p: float) -> int | None:
+            if not lat:
+                return None
+            return int(lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))])
+
+        return {
+            "submitted": len(self.submitted),
+            "completed": sum(1 for j in self.final.values() if j["state"] == "completed"),
+            "failed": sum(1 for j in self.final.values() if j["state"] == "failed")
+            + self.submit_errors,
+            "reassigned": self.reassigned,
+            "p50_ms": pct(0.5),
+            "p99_ms": pct(0.99),
+            "states": self.state_counts,
+        }
+
+
 def _report(opts: TestnetOptions, root: Path, nodes: list[NodeProc], converged: bool,
-            started: float, converge_s: float | None) -> dict[str, Any]:
-    return {
+            started: float, converge_s: float | None,
+            jobs: JobDriver | None = None) -> dict[str, Any]:
+    rep: dict[str, Any] = {
         "converged": converged,
         "network": opts.network,
         "dir": str(root),
@@ -157,6 +245,9 @@ def _report(opts: TestnetOptions, root: Path, nodes: list[NodeProc], converged: 
             for n in nodes
         ],
     }
+    if jobs is not None:
+        rep["jobs"] = jobs.report()
+    return rep
 
 
 def _print_report(rep: dict[str, Any]) -> None:
@@ -165,6 +256,11 @@ def _print_report(rep: dict[str, Any]) -> None:
     print(f"testnet {rep['network']}: {verdict}{when}, {len(rep['nodes'])} nodes, "
           f"logs in {rep['dir']}")
     print(f"{'#':>2}  {'PEER':<52}  {'PEERS':>5}  {'CAPS':>4}  NOTE")
+    if "jobs" in rep:
+        j = rep["jobs"]
+        print(f"jobs: {j['submitted']} submitted, {j['completed']} completed, {j['failed']} "
+              f"failed, {j['reassigned']} reassigned; latency p50 {j['p50_ms']} ms, "
+              f"p99 {j['p99_ms']} ms")
     for n in rep["nodes"]:
         note = n.get("error", "")
         if n["ads_rejected"]:
@@ -184,6 +280,8 @@ def run_testnet(opts: TestnetOptions) -> int:
     started = time.monotonic()
     converge_s: float | None = None
     converged = False
+    jobs = JobDriver(opts, nodes) if opts.jobs > 0 else None
+    caps_since: float | None = None
     try:
         _say(opts, f"starting {opts.n} nodes in {root}")
         _start(nodes[0], None)
@@ -199,7 +297,15 @@ def run_testnet(opts: TestnetOptions) -> int:
         while deadline is None or time.monotonic() < deadline:
             for n in nodes:
                 _poll(n)
-            now_converged = _converged(nodes)
+            caps_ok = _converged(nodes)
+            if caps_ok and caps_since is None:
+                caps_since = time.monotonic()
+            if jobs is not None:
+                # Jobs start once nodes know each other (or after 15 s regardless).
+                if caps_since is not None or time.monotonic() - started > 15:
+                    jobs.start()
+                jobs.step()
+            now_converged = caps_ok and (jobs is None or jobs.done)
             if now_converged and converge_s is None:
                 converge_s = time.monotonic() - started
             converged = now_converged
@@ -207,6 +313,10 @@ def run_testnet(opts: TestnetOptions) -> int:
                 break
             done = sum(1 for n in nodes if n.status.get("caps_known") == opts.n - 1)
             line = f"converging: {done}/{opts.n} nodes know all others"
+            if jobs is not None and jobs.next_at is not None:
+                r = jobs.report()
+                line += (f"; jobs {r['submitted']}/{opts.jobs} submitted, "
+                         f"{r['completed']} completed, {r['failed']} failed")
             if converged:
                 line = f"converged in {converge_s:.1f} s; running until Ctrl-C"
             if line != last_line:
@@ -222,8 +332,10 @@ def run_testnet(opts: TestnetOptions) -> int:
         _say(opts, f"error: {e}")
         converged = False
     finally:
+        if jobs is not None:
+            jobs.poll()
         _stop(nodes)
-    rep = _report(opts, root, nodes, converged, started, converge_s)
+    rep = _report(opts, root, nodes, converged, started, converge_s, jobs)
     if opts.json_out:
         print(json.dumps(rep))
     else:
