@@ -84,8 +84,7 @@ class ExecError(Exception):
 class Executor(Protocol):
     """One job kind's executor (spec 04 §Execution)."""
 
-    @property
-    def kind(self) -> str: ...
+    kind: str
 
     def run(
         self, inputs: Mapping[str, bytes], params: Mapping[str, Any], limits: Limits

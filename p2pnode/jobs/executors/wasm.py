@@ -20,12 +20,15 @@ A job module MUST import nothing and MUST export:
 The host, in one fresh store per job (nothing persists between jobs):
 
 1. instantiates the module (a ``start`` function, if any, runs here, metered like the rest);
-2. calls ``alloc(len(input))``, giving ``ptr``, and MUST fail the job (``exec_failed``) if
-   ``[ptr, ptr + len(input))`` is not inside the memory; writes the input there;
-3. calls ``run(ptr, len(input))`` and splits its result into ``out_ptr`` and ``out_len``;
-4. fails the job with ``limit_exceeded`` if ``out_len`` is above the output limit, and with
-   ``exec_failed`` if ``[out_ptr, out_ptr + out_len)`` is not inside the memory;
-5. otherwise the job's output is those ``out_len`` bytes.
+2. calls ``alloc(len(input))``; its result, read as unsigned, is ``ptr``. If
+   ``ptr + len(input)`` is greater than the memory's size in bytes (then, after ``alloc``)
+   the job fails with ``exec_failed``; otherwise the host writes the input at ``ptr``;
+3. calls ``run(ptr, len(input))`` with the value ``alloc`` returned, and splits its
+   result ``r`` (read as unsigned 64-bit) into ``out_ptr = r >> 32`` and
+   ``out_len = r & 0xFFFFFFFF``;
+4. fails the job with ``limit_exceeded`` if ``out_len`` is greater than the output limit,
+   then with ``exec_failed`` if ``out_ptr + out_len`` is greater than the memory's size;
+5. otherwise the job's output is the ``out_len`` bytes at ``out_ptr``.
 
 All integers in memory are the module's business; the host only moves bytes.
 
@@ -36,9 +39,10 @@ canonical NaN), no threads or shared memory, no relaxed SIMD, no memory64, no mu
 memories, no GC, exceptions or stack switching, and no host functions at all (no WASI): a
 module that imports anything is refused with ``bad_field``. Given the same module, input,
 fuel and memory limit, every run gives the same output (or the same failure) and burns the
-same fuel. Fuel is counted by wasmtime (one unit per executed operator, ``nop``-like
-operators free), so ``fuel_used`` is comparable between workers on the same wasmtime
-release; ``meta["engine"]`` names it.
+same fuel, wall-time and native-stack exhaustion aside. Fuel is counted by wasmtime (about
+one unit per executed operator; markers such as ``nop``, ``block`` and ``loop`` are free),
+so ``fuel_used`` is comparable between workers on the same wasmtime release;
+``meta["engine"]`` names it.
 
 Outcomes
 --------
@@ -96,7 +100,6 @@ _EXPORTS: Final = {
 }
 _U32: Final = 0xFFFFFFFF
 _U64: Final = 0xFFFFFFFFFFFFFFFF
-
 
 
 def _engine_name() -> str:
