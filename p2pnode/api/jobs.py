@@ -76,11 +76,12 @@ def build_inputs(args: dict[str, Any]) -> tuple[dict[str, bytes], dict[str, Any]
 
 
 def load_module(ref: str) -> bytes:
+    from p2pnode.jobs import wasm_examples
     from p2pnode.jobs.executors import wasm
 
     if ref.startswith("example:"):
         try:
-            return wasm.example_module(ref.split(":", 1)[1])
+            return wasm_examples.example_module(ref.split(":", 1)[1])
         except (FileNotFoundError, KeyError, ValueError) as e:
             raise JobArgsError(f"no example module {ref}") from e
     data = _read(ref, "module")

@@ -16,7 +16,7 @@ from p2pnode.node import Node
 HW = Hardware(cores=2, threads=4, arch="x86_64", mem=8 << 30, gpus=(), gpu_note="test")
 
 
-def test_config(**kw: object) -> Config:
+def node_config(**kw: object) -> Config:
     base = Config(network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), metrics_listen="",
                   caps_interval_s=30.0, caps_ttl_s=120)
     return base.with_overrides(**kw)
@@ -34,7 +34,7 @@ async def running_nodes(tmp: Path, n: int, **cfg: object) -> AsyncIterator[list[
             if nodes:
                 first = nodes[0]
                 boot = (f"{first.stack.listen_addrs()[0].split('/p2p/')[0]}/p2p/{first.peer_id}",)
-            node = Node(home, test_config(bootstrap=boot, **cfg), Identity.generate(), hardware=HW)
+            node = Node(home, node_config(bootstrap=boot, **cfg), Identity.generate(), hardware=HW)
             await nursery.start(node.run)
             nodes.append(node)
         try:
