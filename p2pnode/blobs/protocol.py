@@ -47,8 +47,10 @@ Rules
    stream still allows it, then closes the stream; it MUST NOT stop serving other streams.
 5. A server that does not hold ``cid`` answers ``BlobRefused("not_found")``. A server that
    holds it with ``size > max`` answers ``BlobRefused("too_large")`` and sends no content.
-   A server with ``MAX_CONCURRENT_TRANSFERS`` transfers running MAY wait up to
-   ``BUSY_WAIT`` for a slot and then answer ``BlobRefused("busy")``.
+   A server SHOULD bound its transfers to ``MAX_TRANSFERS_PER_PEER`` per requesting peer
+   and ``MAX_CONCURRENT_TRANSFERS`` in all; a request over either bound MAY wait up to
+   ``BUSY_WAIT`` for a slot and is then answered ``BlobRefused("busy")``. Clients SHOULD
+   run at most ``MAX_TRANSFERS_PER_PEER`` fetches from one peer at a time.
 6. Otherwise the server answers ``BlobFound(size)`` followed by the content in body frames
    of 1 to ``CHUNK_SIZE`` bytes whose lengths sum to exactly ``size`` (a blob of size 0
    has no body frame), then closes its write side. Senders SHOULD fill every body frame
@@ -82,6 +84,7 @@ MAX_HEADER_SIZE            64 bytes   a response header encodes to at most 46 by
 MAX_REASON_LEN             32 bytes   longest reason code with room to spare
 REQUEST_TIMEOUT            10 s       a request is one small frame
 MAX_CONCURRENT_TRANSFERS   8          bounds the disk and bandwidth one server spends
+MAX_TRANSFERS_PER_PEER     4          one peer cannot take every slot
 BUSY_WAIT                  2 s        short queue before ``busy``
 TRANSFER_TIMEOUT           300 s      server-side bound on one transfer
 =========================  =========  ============================================
@@ -95,7 +98,9 @@ Security considerations
   check bounds its memory to ``size`` even if the server keeps sending.
 - A server spends one request frame of read buffer, one file handle and
   ``CHUNK_SIZE``-sized reads per transfer, with a concurrency bound; slow or silent
-  clients are cut off by ``REQUEST_TIMEOUT`` and by the muxer's flow-control timeout.
+  clients are cut off by ``REQUEST_TIMEOUT`` and by the muxer's flow-control timeout. A
+  client that reads just fast enough to keep a transfer alive holds a slot up to
+  ``TRANSFER_TIMEOUT``; the per-peer bound keeps one peer from holding them all.
 - The protocol reveals which blobs a peer holds to anyone who asks by cid; blobs are
   public job material and must not carry secrets.
 
@@ -122,6 +127,7 @@ MAX_HEADER_SIZE = 64
 MAX_REASON_LEN = 32
 REQUEST_TIMEOUT_S = 10.0
 MAX_CONCURRENT_TRANSFERS = 8
+MAX_TRANSFERS_PER_PEER = 4
 BUSY_WAIT_S = 2.0
 TRANSFER_TIMEOUT_S = 300.0
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, BinaryIO
 
 import trio
@@ -27,6 +27,7 @@ from p2pnode.blobs.protocol import (
     CHUNK_SIZE,
     MAX_BLOB_SIZE,
     MAX_CONCURRENT_TRANSFERS,
+    MAX_TRANSFERS_PER_PEER,
     REQUEST_TIMEOUT_S,
     TRANSFER_TIMEOUT_S,
     BlobFound,
@@ -110,6 +111,7 @@ class BlobHandler:
         metrics_reject: RejectCounter | None = None,
         *,
         max_concurrent: int = MAX_CONCURRENT_TRANSFERS,
+        max_per_peer: int = MAX_TRANSFERS_PER_PEER,
         request_timeout: float = REQUEST_TIMEOUT_S,
         busy_wait: float = BUSY_WAIT_S,
         transfer_timeout: float = TRANSFER_TIMEOUT_S,
@@ -117,6 +119,9 @@ class BlobHandler:
         self.store = store
         self._reject = metrics_reject
         self._slots = trio.Semaphore(max_concurrent)
+        self.max_per_peer = max_per_peer
+        # peer -> [its slots, streams using them]; dropped when the last one ends
+        self._per_peer: dict[str, list[Any]] = {}
         self.request_timeout = request_timeout
         self.busy_wait = busy_wait
         self.transfer_timeout = transfer_timeout
@@ -181,23 +186,46 @@ class BlobHandler:
             if not isinstance(response, BlobFound):
                 await self._respond_and_close(stream, response)
                 return
-            acquired = False
-            with trio.move_on_after(self.busy_wait):
-                await self._slots.acquire()
-                acquired = True
-            if not acquired:
-                await self._respond_and_close(stream, BlobRefused(Reason.BUSY))
-                return
-            self.active += 1
-            try:
-                with trio.fail_after(self.transfer_timeout):
-                    await self._send(stream, f, response)
-            finally:
-                self.active -= 1
-                self._slots.release()
+            peer = str(getattr(getattr(stream, "muxed_conn", None), "peer_id", "?"))
+            async with self._slot(peer) as acquired:
+                if not acquired:
+                    await self._respond_and_close(stream, BlobRefused(Reason.BUSY))
+                    return
+                self.active += 1
+                try:
+                    with trio.fail_after(self.transfer_timeout):
+                        await self._send(stream, f, response)
+                finally:
+                    self.active -= 1
         self.served += 1
         self.bytes_served += size
         await _close(stream, reset=False)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, peer: str) -> AsyncIterator[bool]:
+        """A transfer slot of ``peer`` and one of the server, waiting up to ``busy_wait``
+        for both; yields whether it got them."""
+        entry = self._per_peer.get(peer)
+        if entry is None:
+            entry = self._per_peer[peer] = [trio.Semaphore(self.max_per_peer), 0]
+        peer_slots: trio.Semaphore = entry[0]
+        entry[1] += 1
+        got_peer = got_server = False
+        try:
+            with trio.move_on_after(self.busy_wait):
+                await peer_slots.acquire()
+                got_peer = True
+                await self._slots.acquire()
+                got_server = True
+            yield got_server
+        finally:
+            if got_server:
+                self._slots.release()
+            if got_peer:
+                peer_slots.release()
+            entry[1] -= 1
+            if not entry[1]:
+                del self._per_peer[peer]
 
     async def _send(self, stream: Any, f: BinaryIO, found: BlobFound) -> None:
         await _write(stream, encode_frame(found.encode()))
@@ -219,14 +247,15 @@ def make_blob_handler(
     metrics_reject: RejectCounter | None = None,
     *,
     max_concurrent: int = MAX_CONCURRENT_TRANSFERS,
+    max_per_peer: int = MAX_TRANSFERS_PER_PEER,
     request_timeout: float = REQUEST_TIMEOUT_S,
     busy_wait: float = BUSY_WAIT_S,
     transfer_timeout: float = TRANSFER_TIMEOUT_S,
 ) -> BlobHandler:
     """The stream handler of blob/1 for ``host.set_stream_handler``; see BlobHandler."""
     return BlobHandler(store, metrics_reject, max_concurrent=max_concurrent,
-                       request_timeout=request_timeout, busy_wait=busy_wait,
-                       transfer_timeout=transfer_timeout)
+                       max_per_peer=max_per_peer, request_timeout=request_timeout,
+                       busy_wait=busy_wait, transfer_timeout=transfer_timeout)
 
 
 def register_blob_protocol(

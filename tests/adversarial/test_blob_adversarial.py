@@ -245,13 +245,18 @@ async def test_bad_requests_are_refused_counted_and_the_server_keeps_serving(
     assert handler.served == 1 and handler.active == 0
 
 
-async def test_a_client_that_stops_reading_holds_one_slot_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("max_concurrent", "max_per_peer"), [(1, 8), (8, 1)],
+                         ids=["all-slots", "peer-slots"])
+async def test_a_client_that_stops_reading_holds_its_slots_only(
+    tmp_path: Path, max_concurrent: int, max_per_peer: int
+) -> None:
     store = BlobStore(tmp_path / "s", tmp_path / "s.db")
     big = store.put(os.urandom(4 << 20))
     small = store.put(REAL)
     with trio.fail_after(LIMIT_S):
         async with two_hosts() as (server, client):
-            handler = make_blob_handler(store, max_concurrent=1, busy_wait=0.2)
+            handler = make_blob_handler(store, max_concurrent=max_concurrent,
+                                        max_per_peer=max_per_peer, busy_wait=0.2)
             server.host.set_stream_handler(blob_protocol_id(NET), handler)
             hog = await client.host.new_stream(peer_of(server), [blob_protocol_id(NET)])
             await hog.write(encode_frame(BlobRequest(big, 8 << 20).encode()))

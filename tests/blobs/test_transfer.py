@@ -11,8 +11,10 @@ import trio
 from p2pnode.blobs.cid import cid_of
 from p2pnode.blobs.store import TMP_DIR, BlobStore
 from p2pnode.net.blob_protocol import (
+    blob_protocol_id,
     fetch_blob,
     fetch_blob_to_store,
+    make_blob_handler,
     register_blob_protocol,
 )
 from p2pnode.wire.reasons import Reason, WireError
@@ -105,7 +107,9 @@ async def test_concurrent_fetches(tmp_path: Path) -> None:
     results: dict[int, bytes] = {}
     with trio.fail_after(LIMIT_S):
         async with two_hosts() as (server, client):
-            handler = register_blob_protocol(server.host, served, NET)
+            # More fetches than the server's slots for one peer: the rest wait their turn.
+            handler = make_blob_handler(served, max_per_peer=2, busy_wait=LIMIT_S)
+            server.host.set_stream_handler(blob_protocol_id(NET), handler)
 
             async def one(i: int) -> None:
                 results[i] = await fetch_blob(client.host, peer_of(server), cids[i], net=NET)
