@@ -14,7 +14,6 @@ import logging
 import os
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -26,7 +25,6 @@ from p2pnode.jobs.executors import get_executor
 from p2pnode.jobs.executors.base import ExecError, Limits
 from p2pnode.jobs.market import (
     Decided,
-    Grant,
     JobState,
     Lease,
     Refuse,
@@ -46,9 +44,7 @@ from p2pnode.jobs.model import (
     T_QUERY,
     T_REFUSE,
     T_RESULT,
-    T_SPEC,
     T_VERDICT,
-    VERSION,
     JobSpec,
     Message,
     Requirements,
@@ -59,10 +55,9 @@ from p2pnode.jobs.model import (
 from p2pnode.jobs.verify import check_output
 from p2pnode.log import event
 from p2pnode.net import dht as dhtx
-from p2pnode.net.blob_protocol import blob_protocol_id, fetch_blob, make_blob_handler
+from p2pnode.net.blob_protocol import fetch_blob_to_store, register_blob_protocol
 from p2pnode.net.job_protocol import job_protocol_id, make_job_handler, open_exchange, request
 from p2pnode.net.streams import FramedStream
-from p2pnode.wire import envelope
 from p2pnode.wire.reasons import Reason, WireError
 
 log = logging.getLogger("p2pnode.market")
@@ -159,17 +154,21 @@ class MarketService:
         dhtx.register_job_records(stack.dht, self.net, self.now, self._reject)
         stack.host.set_stream_handler(job_protocol_id(self.net),
                                       make_job_handler(self._handle, self._reject))
-        stack.host.set_stream_handler(blob_protocol_id(self.net),
-                                      make_blob_handler(self.blobs, self._reject))
+        self.blob_handler = register_blob_protocol(
+            stack.host, self.blobs, self.net, lambda r: self.node.metrics.reject("blob", r))
         self._resume()
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._tick_loop)
-            nursery.start_soon(self._discovery_loop)
-            for job in self.jobs.values():
-                if not job.terminal:
-                    nursery.start_soon(self._publish, job)
-            task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._tick_loop)
+                nursery.start_soon(self._discovery_loop)
+                for job in self.jobs.values():
+                    if not job.terminal:
+                        nursery.start_soon(self._publish, job)
+                task_status.started()
+        finally:
+            self._nursery = None
+            self.blobs.close()
 
     def _resume(self) -> None:
         """Load our jobs from SQLite: open ones continue where they were (JOB-P2)."""
@@ -177,7 +176,7 @@ class MarketService:
             sj = SignedJob.open(raw)
             self.jobs[job_id] = RequesterJob.from_row(job_id, sj.spec, raw, row)
         # Work we held when we stopped is gone: its leases expire at the requester.
-        for job_id, raw, state, row in self.node.store.work_jobs(("leased", "running",
+        for job_id, raw, _state, row in self.node.store.work_jobs(("leased", "running",
                                                                   "submitting")):
             row["history"].append([self.now(), "abandoned", "node restarted"])
             self.node.store.save_work_job(job_id, raw, "abandoned", row, self.now())
@@ -278,7 +277,7 @@ class MarketService:
                 continue
             if ad.cores < spec.req.cores or ad.mem < spec.req.mem:
                 continue
-            if spec.req.gpu and not ad.gpus or ad.gpu_mem < spec.req.gpu_mem:
+            if (spec.req.gpu and not ad.gpus) or ad.gpu_mem < spec.req.gpu_mem:
                 continue
             if self.offers.get((job.id, e.peer_id), 0) > now:
                 continue
@@ -413,12 +412,12 @@ class MarketService:
         if size > self.node.config.jobs_max_blob_bytes:
             return False, Reason.TOO_LARGE.value
         try:
+            await fetch_blob_to_store(self.node.stack.host, peer, output, self.blobs,
+                                      net=self.net, max_size=self.node.config.jobs_max_blob_bytes,
+                                      timeout=BLOB_TIMEOUT_S)
             data = self.blobs.get(output)
             if data is None:
-                data = await fetch_blob(self.node.stack.host, peer, output, net=self.net,
-                                        max_size=self.node.config.jobs_max_blob_bytes,
-                                        timeout=BLOB_TIMEOUT_S)
-                self.blobs.put(data)
+                return False, Reason.NOT_FOUND.value
         except WireError as e:
             return False, e.reason.value
         except trio.TooSlowError:
@@ -536,19 +535,19 @@ class MarketService:
         inputs: dict[str, bytes] = {}
         self._set_work_state(item, "fetching")
         for name, c in sj.spec.inputs:
+            await fetch_blob_to_store(self.node.stack.host, requester, c, self.blobs,
+                                      net=self.net, max_size=self.limits.max_input_bytes,
+                                      timeout=BLOB_TIMEOUT_S)
             data = self.blobs.get(c)
             if data is None:
-                data = await fetch_blob(self.node.stack.host, requester, c, net=self.net,
-                                        max_size=self.limits.max_input_bytes,
-                                        timeout=BLOB_TIMEOUT_S)
-                self.blobs.put(data)
+                raise WireError(Reason.NOT_FOUND, "input vanished from the blob store")
             inputs[name] = data
         self._set_work_state(item, "running")
         executor = get_executor(sj.spec.kind, device=self.node.config.jobs_device)
         try:
             res = await trio.to_thread.run_sync(
                 executor.run, inputs, dict(sj.spec.params), self.limits,
-                abandon_on_cancel=True)
+                abandon_on_cancel=True)  # type: ignore[call-arg]
         except ExecError as e:
             self._set_work_state(item, "exec_failed", f"{e.reason.value}: {e.detail}")
             self.m_jobs.labels(role="worker", event="exec_failed").inc()

@@ -71,6 +71,7 @@ class Node:
         self._publish_now = trio.Event()
         self._known_topic_peers: set[str] = set()
         self._dialing: set[str] = set()
+        self.market: Any = None
 
     # -- core glue ---------------------------------------------------------------------
 
@@ -183,6 +184,12 @@ class Node:
             "counters": self.metrics.snapshot(),
         }
 
+    @property
+    def extra_api_handlers(self) -> dict[str, Any]:
+        from p2pnode.api.jobs import job_handlers
+
+        return job_handlers(self)
+
     def peers(self) -> list[dict[str, Any]]:
         if not self.stack:
             return []
@@ -212,6 +219,7 @@ class Node:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         from p2pnode.api.server import serve_admin_api
+        from p2pnode.market_service import MarketService
         from p2pnode.net.host import run_stack
         from p2pnode.net.metrics_http import serve_metrics
 
@@ -230,6 +238,8 @@ class Node:
                     nursery.start_soon(self._bootstrap_loop)
                     nursery.start_soon(self._publish_loop)
                     nursery.start_soon(self._housekeeping_loop)
+                    self.market = MarketService(self)
+                    await nursery.start(self.market.run)
                     self.api_addr = await nursery.start(serve_admin_api, self)
                     if self.config.metrics_listen:
                         self.metrics_addr = await nursery.start(

@@ -162,6 +162,10 @@ class BlobStore:
 
     # -- paths and index -----------------------------------------------------------------
 
+    def path(self, cid: bytes) -> Path:
+        """Where the blob's file lies (whether or not it is held)."""
+        return self._path(cid)
+
     def _path(self, cid: bytes) -> Path:
         return self.root / cid[2:3].hex() / cid.hex()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import trio
+from libp2p.network.stream.exceptions import StreamEOF, StreamError
 
 from p2pnode.wire.framing import FrameDecoder, encode_frame
 from p2pnode.wire.reasons import Reason, WireError
@@ -30,7 +31,11 @@ class FramedStream:
                 frame = self.decoder.next_frame()
                 if frame is not None:
                     return frame
-                chunk = await self.stream.read(READ_CHUNK)
+                try:
+                    chunk = await self.stream.read(READ_CHUNK)
+                except (StreamEOF, StreamError) as e:
+                    # py-libp2p signals the end of a stream by raising, not by b"".
+                    raise WireError(Reason.TRUNCATED, "stream ended mid-frame") from e
                 if not chunk:
                     raise WireError(Reason.TRUNCATED, "stream closed mid-frame")
                 self.decoder.feed(chunk)

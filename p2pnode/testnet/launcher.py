@@ -207,7 +207,7 @@ class JobDriver:
         def pct(p: float) -> int | None:
             if not lat:
                 return None
-            return int(lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))])
+            return int(lat[min(len(lat) - 1, round(p * (len(lat) - 1)))])
 
         return {
             "submitted": len(self.submitted),

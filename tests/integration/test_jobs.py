@@ -1,0 +1,73 @@
+"""Jobs flow between real nodes on loopback: offer and DHT paths, restart, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import trio
+
+from p2pnode.api.jobs import job_handlers
+from p2pnode.jobs import tensors
+from p2pnode.jobs.market import JobState
+from p2pnode.jobs.model import Requirements
+from tests.integration.helpers import running_nodes, wait_for
+
+
+def _matmul_inputs(n: int, seed: bytes) -> dict[str, bytes]:
+    return {"a": tensors.encode_matrix(tensors.random_int8_matrix(n, n, seed + b"a")),
+            "b": tensors.encode_matrix(tensors.random_int8_matrix(n, n, seed + b"b"))}
+
+
+async def test_matmul_job_offered_from_caps_table_completes_exactly(tmp_path: Path) -> None:
+    async with running_nodes(tmp_path, 3) as nodes:
+        await wait_for(lambda: all(n.caps_known() == 2 for n in nodes))
+        req = nodes[0]
+        inputs = _matmul_inputs(24, b"s1")
+        job = req.market.submit("matmul", inputs, {}, Requirements(), lease_s=10)
+        await wait_for(lambda: job.terminal, timeout=30)
+        assert job.state is JobState.COMPLETED
+        detail = req.market.job_detail(job)
+        assert detail["worker"] in {nodes[1].peer_id, nodes[2].peer_id}
+        events = [h["event"] for h in detail["history"]]
+        assert events[:3] == ["published", "claimed", "leased"] and events[-1] == "verified"
+        out = tensors.decode_matrix(Path(detail["output_path"]).read_bytes(), 1 << 20)
+        a = tensors.decode_matrix(inputs["a"], 1 << 20).astype(np.int64)
+        b = tensors.decode_matrix(inputs["b"], 1 << 20).astype(np.int64)
+        assert np.array_equal(out, a @ b)
+
+
+async def test_workers_find_jobs_through_the_dht(tmp_path: Path) -> None:
+    # No direct offers: the only way to the job is provider records + the DHT value.
+    async with running_nodes(tmp_path, 3, jobs_offer=False,
+                             jobs_discovery_interval_s=1.0) as nodes:
+        await wait_for(lambda: all(n.caps_known() == 2 for n in nodes))
+        handlers = job_handlers(nodes[0])
+        jobs = await handlers["job.submit"]({"kind": "wasm", "module": "example:sum",
+                                             "count": 2, "lease_s": 10})
+        ids = [bytes.fromhex(j["id"]) for j in jobs]
+        market = nodes[0].market
+        await wait_for(lambda: all(market.jobs[i].terminal for i in ids), timeout=60)
+        assert all(market.jobs[i].state is JobState.COMPLETED for i in ids)
+        workers = {w.job.id for n in nodes[1:] for w in n.market.work.values()}
+        assert set(ids) <= workers
+
+
+async def test_requester_restart_resumes_open_jobs(tmp_path: Path) -> None:
+    # A lone requester: nobody can take the job, so it is still open when the node stops.
+    async with running_nodes(tmp_path, 1) as nodes:
+        job = nodes[0].market.submit("matmul", _matmul_inputs(8, b"r"), {}, Requirements())
+        job_id = job.id
+        home, identity = nodes[0].home, nodes[0].identity
+    async with running_nodes(tmp_path / "again", 1) as other:
+        assert job_id not in other[0].market.jobs
+    from p2pnode.node import Node
+    from tests.integration.helpers import HW, node_config
+
+    node = Node(home, node_config(), identity, hardware=HW)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        resumed = node.market.jobs[job_id]
+        assert resumed.state is JobState.PUBLISHED
+        assert [h[1] for h in resumed.history] == ["published"]
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,98 @@
+"""kill -9 a worker process mid-job in a real multi-process testnet: the lease expires,
+the job is reassigned to another worker and completes (spec 04 §4, JOB-T1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from p2pnode.api.client import call
+from p2pnode.testnet import launcher
+from p2pnode.testnet.launcher import NodeProc
+
+# A deterministic busy loop: runs the number of iterations given as a little-endian u32
+# in the input, then returns the 8-byte counter. Long enough to be killed mid-run.
+LOOP_WAT = """
+(module
+  (memory (export "memory") 1)
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "run") (param $p i32) (param $n i32) (result i64)
+    (local $i i64) (local $end i64)
+    (local.set $end (i64.mul (i64.extend_i32_u (i32.load (local.get $p))) (i64.const 1000)))
+    (block $done
+      (loop $l
+        (br_if $done (i64.ge_u (local.get $i) (local.get $end)))
+        (local.set $i (i64.add (local.get $i) (i64.const 1)))
+        (br $l)))
+    (i64.store (i32.const 2048) (local.get $i))
+    (i64.or (i64.shl (i64.const 2048) (i64.const 32)) (i64.const 8))))
+"""
+
+
+def _show(node: NodeProc, job: str) -> dict[str, Any]:
+    return dict(call(node.home, "job.show", {"id": job}, timeout=10))
+
+
+def _wait(cond: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_kill_9_worker_mid_job_is_reassigned_and_completes(tmp_path: Path) -> None:
+    opts = launcher.TestnetOptions(n=3, directory=tmp_path, network="killtest", caps_interval=5.0)
+    nodes = [launcher._prepare(opts, tmp_path, i) for i in range(3)]
+    # Give the workers plenty of fuel for the loop; the requester does not work itself.
+    for i, n in enumerate(nodes):
+        cfg = (n.home / "config.toml").read_text()
+        cfg = cfg.replace("wasm_fuel = 10000000000", "wasm_fuel = 1000000000000")
+        if i == 0:
+            cfg = cfg.replace('kinds = ["matmul", "wasm"]', "kinds = []")
+        (n.home / "config.toml").write_text(cfg)
+    wat = tmp_path / "loop.wat"
+    wat.write_text(LOOP_WAT)
+    (tmp_path / "input.bin").write_bytes((3_000_000).to_bytes(4, "little"))
+    try:
+        launcher._start(nodes[0], None)
+        st0 = launcher._wait_started(nodes[0])
+        boot = f"{st0['addrs'][0].split('/p2p/')[0]}/p2p/{nodes[0].peer_id}"
+        for n in nodes[1:]:
+            launcher._start(n, boot)
+            launcher._wait_started(n)
+        _wait(lambda: call(nodes[0].home, "status")["caps_known"] == 2, 30, "caps")
+        job = call(nodes[0].home, "job.submit", {
+            "kind": "wasm", "module": str(wat), "input": str(tmp_path / "input.bin"),
+            "lease_s": 3, "deadline_s": 120})[0]["id"]
+
+        def running_worker() -> str | None:
+            d = _show(nodes[0], job)
+            live = [le for le in d["leases"] if le["state"] == "active" and le["heartbeats"]]
+            return live[0]["worker"] if live else None
+
+        victim_id = _wait(running_worker, 30, "a worker to report progress")
+        victim = next(n for n in nodes if n.peer_id == victim_id)
+        assert victim.proc is not None
+        os.kill(victim.proc.pid, signal.SIGKILL)
+        victim.proc.wait()
+        final = _wait(lambda: (lambda d: d if d["state"] in ("completed", "failed")
+                               else None)(_show(nodes[0], job)), 90, "the job to finish")
+        assert final["state"] == "completed", json.dumps(final["history"])
+        events = [h["event"] for h in final["history"]]
+        assert "lease_expired" in events and "reassigned" in events
+        assert final["reassigned"] >= 1
+        assert final["worker"] != victim_id
+        survivor = next(n for n in nodes[1:] if n is not victim)
+        assert final["worker"] == survivor.peer_id
+    finally:
+        launcher._stop(nodes)
