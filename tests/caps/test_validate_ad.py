@@ -149,13 +149,16 @@ def test_bad_field(bad: Any) -> None:
     rejected(sealed_body(ALICE, bad), Reason.BAD_FIELD)
 
 
+INT_KEYED_BODY: dict[Any, Any] = {**body(), 1: "int key"}
+
+
 @pytest.mark.parametrize(
     "bad",
     [
         body(extra=1),
         body(cpu={"cores": 8, "threads": 16, "arch": "x86_64", "mhz": 3000}),
         body(gpus=[{"name": "g", "mem": 1, "uuid": "x"}]),
-        {**body(), 1: "int key"},
+        INT_KEYED_BODY,
     ],
 )
 def test_unknown_field(bad: Any) -> None:
