@@ -156,6 +156,18 @@ def test_saving_replaces_an_existing_key(tmp_path: Path) -> None:
     assert mode(path) == 0o600
 
 
+def test_stale_readable_temp_file_does_not_make_the_key_readable(tmp_path: Path) -> None:
+    # A temp file left by an earlier, interrupted save (or made by hand) with a permissive
+    # mode must not pass that mode on to the key.
+    stale = tmp_path / "node.key.tmp"
+    stale.write_bytes(b"")
+    stale.chmod(0o644)
+    ident = Identity.generate()
+    save_identity(ident, tmp_path / "node.key")
+    assert mode(tmp_path / "node.key") == 0o600
+    assert load_identity(tmp_path / "node.key") == ident
+
+
 @pytest.mark.parametrize("bad_mode", [0o644, 0o640, 0o604, 0o660, 0o666])
 def test_group_or_world_readable_key_file_is_refused(tmp_path: Path, bad_mode: int) -> None:
     path = tmp_path / "node.key"
