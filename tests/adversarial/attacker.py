@@ -1,9 +1,15 @@
 """A hostile peer for adversarial tests: a raw py-libp2p host with its own GossipSub.
 
 It is built like a node's stack (Noise, Yamux, GossipSub) but registers no topic validator
-and has spam protection off, so its router forwards whatever it is told to publish. Its
-pubsub still signs each message with its own key (strict signing), as any peer must for the
-victim to look at the message at all.
+and has spam protection off, so its router forwards whatever it is told to publish.
+
+How py-libp2p 0.8.1 publishes: ``Pubsub.publish`` wraps the data in a message with our
+PeerID as ``from_id`` and a fresh ``seqno``, signs it (strict signing), and hands it to
+``push_msg`` as if we had received it: that checks the pubsub signature, runs the topic
+validators (we have none, so every payload passes), marks it seen, delivers it to our own
+subscription and then lets GossipSub send it to our mesh peers for the topic. The victim
+checks the pubsub signature too, so an attacker cannot forge ``from_id``; everything in the
+payload is up to the victim's own validator.
 """
 
 from __future__ import annotations
