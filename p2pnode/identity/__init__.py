@@ -121,6 +121,7 @@ def save_identity(identity: Identity, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
+        os.fchmod(fd, 0o600)  # O_CREAT keeps the mode of a stale temp file left behind
         os.write(fd, KEY_FILE_HEADER + identity.seed.hex().encode("ascii") + b"\n")
         os.fsync(fd)
     finally:
