@@ -209,6 +209,9 @@ class MarketService:
         event(log, "job.submitted", job=job.id.hex(), kind=kind)
         if self._nursery is not None:
             self._nursery.start_soon(self._publish, job)
+            if self.node.config.jobs_offer and job.id not in self._offering:
+                self._offering.add(job.id)
+                self._nursery.start_soon(self._offer, job)
         return job
 
     async def _publish(self, job: RequesterJob) -> None:
