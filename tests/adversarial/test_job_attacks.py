@@ -101,37 +101,36 @@ async def test_results_and_claims_the_requester_must_refuse(tmp_path: Path) -> N
 
 
 async def test_worker_refuses_forged_offers_and_leases(tmp_path: Path) -> None:
-    async with running_nodes(tmp_path, 1) as (worker,):
-        async with attacker_against(worker) as atk:
-            now = worker.now_ms()
-            spec = JobSpec(net=NET, kind="matmul", inputs=(), params=(), req=Requirements(),
-                           max_price=10_000, created=now, deadline=now + 60_000, lease_s=10,
-                           redundancy=1, nonce=os.urandom(NONCE_SIZE))
-            # (a) an offer of a job signed by somebody else
-            foreign = spec.seal(Identity.generate())
-            offer = seal_message(atk.identity, T_OFFER, {"net": NET, "spec": foreign,
-                                                         "ts": now})
-            assert refusal(await request(atk.host, worker.peer_id, NET, offer)) == \
+    async with running_nodes(tmp_path, 1) as (worker,), attacker_against(worker) as atk:
+        now = worker.now_ms()
+        spec = JobSpec(net=NET, kind="matmul", inputs=(), params=(), req=Requirements(),
+                       max_price=10_000, created=now, deadline=now + 60_000, lease_s=10,
+                       redundancy=1, nonce=os.urandom(NONCE_SIZE))
+        # (a) an offer of a job signed by somebody else
+        foreign = spec.seal(Identity.generate())
+        offer = seal_message(atk.identity, T_OFFER, {"net": NET, "spec": foreign,
+                                                     "ts": now})
+        assert refusal(await request(atk.host, worker.peer_id, NET, offer)) == \
                 "signer_mismatch"
-            assert rejected(worker, Reason.SIGNER_MISMATCH) == 1
-            # (b) a genuine offer, then a lease signed by a key that is not the requester's
-            own = spec.seal(atk.identity)
-            sj = SignedJob.open(own)
-            framed = await open_exchange(atk.host, worker.peer_id, NET)
-            await framed.send(seal_message(atk.identity, T_OFFER, {"net": NET, "spec": own,
-                                                                   "ts": now}))
-            claim = open_message(await framed.receive(10), net=NET)
-            assert claim.t == T_CLAIM and claim.job == sj.id
-            assert worker.market.policy.free == worker.config.jobs_concurrency - 1
-            forged = seal_message(Identity.generate(), T_LEASE, {
-                "net": NET, "job": sj.id, "worker": worker.identity.public_key, "lease": 1,
-                "expires": now + 10_000, "price": 0})
-            await framed.send(forged)
-            await framed.close()
-            await wait_for(lambda: rejected(worker, Reason.SIGNER_MISMATCH) == 2)
-            # the slot it reserved is free again and no work was started
-            await wait_for(lambda: worker.market.policy.free == worker.config.jobs_concurrency)
-            assert sj.id not in worker.market.work
+        assert rejected(worker, Reason.SIGNER_MISMATCH) == 1
+        # (b) a genuine offer, then a lease signed by a key that is not the requester's
+        own = spec.seal(atk.identity)
+        sj = SignedJob.open(own)
+        framed = await open_exchange(atk.host, worker.peer_id, NET)
+        await framed.send(seal_message(atk.identity, T_OFFER, {"net": NET, "spec": own,
+                                                               "ts": now}))
+        claim = open_message(await framed.receive(10), net=NET)
+        assert claim.t == T_CLAIM and claim.job == sj.id
+        assert worker.market.policy.free == worker.config.jobs_concurrency - 1
+        forged = seal_message(Identity.generate(), T_LEASE, {
+            "net": NET, "job": sj.id, "worker": worker.identity.public_key, "lease": 1,
+            "expires": now + 10_000, "price": 0})
+        await framed.send(forged)
+        await framed.close()
+        await wait_for(lambda: rejected(worker, Reason.SIGNER_MISMATCH) == 2)
+        # the slot it reserved is free again and no work was started
+        await wait_for(lambda: worker.market.policy.free == worker.config.jobs_concurrency)
+        assert sj.id not in worker.market.work
 
 
 class _Permissive(Validator):  # type: ignore[misc]
@@ -143,26 +142,25 @@ class _Permissive(Validator):  # type: ignore[misc]
 
 
 async def test_dht_refuses_a_job_record_whose_id_does_not_match(tmp_path: Path) -> None:
-    async with running_nodes(tmp_path, 1) as (victim,):
-        async with attacker_against(victim) as atk:
-            dht = KadDHT(atk.host, DHTMode.SERVER)
-            dht.register_validator(discovery.RECORD_NAMESPACE, _Permissive())
-            now = victim.now_ms()
-            spec = JobSpec(net=NET, kind="wasm", inputs=(), params=(), req=Requirements(),
-                           max_price=1, created=now, deadline=now + 60_000, lease_s=10,
-                           redundancy=1, nonce=os.urandom(NONCE_SIZE))
-            raw = spec.seal(atk.identity)
-            wrong_key = discovery.job_record_key(b"\x12\x20" + b"\x01" * 32)
-            right_key = discovery.job_record_key(SignedJob.open(raw).id)
-            async with background_trio_service(dht):
-                victim_id = ID.from_base58(victim.peer_id)
-                stored = await dht.value_store._store_at_peer(victim_id, wrong_key.encode(),
-                                                              raw)
-                assert not stored
-                assert rejected(victim, Reason.ID_MISMATCH) == 1
-                assert victim.stack.dht.value_store.get(wrong_key.encode()) is None
-                # the same record under its true key is accepted
-                assert await dht.value_store._store_at_peer(victim_id, right_key.encode(), raw)
-                with trio.fail_after(5):
-                    got = await victim.stack.dht.get_value(right_key)
-                assert got == raw
+    async with running_nodes(tmp_path, 1) as (victim,), attacker_against(victim) as atk:
+        dht = KadDHT(atk.host, DHTMode.SERVER)
+        dht.register_validator(discovery.RECORD_NAMESPACE, _Permissive())
+        now = victim.now_ms()
+        spec = JobSpec(net=NET, kind="wasm", inputs=(), params=(), req=Requirements(),
+                       max_price=1, created=now, deadline=now + 60_000, lease_s=10,
+                       redundancy=1, nonce=os.urandom(NONCE_SIZE))
+        raw = spec.seal(atk.identity)
+        wrong_key = discovery.job_record_key(b"\x12\x20" + b"\x01" * 32)
+        right_key = discovery.job_record_key(SignedJob.open(raw).id)
+        async with background_trio_service(dht):
+            victim_id = ID.from_base58(victim.peer_id)
+            stored = await dht.value_store._store_at_peer(victim_id, wrong_key.encode(),
+                                                          raw)
+            assert not stored
+            assert rejected(victim, Reason.ID_MISMATCH) == 1
+            assert victim.stack.dht.value_store.get(wrong_key.encode()) is None
+            # the same record under its true key is accepted
+            assert await dht.value_store._store_at_peer(victim_id, right_key.encode(), raw)
+            with trio.fail_after(5):
+                got = await victim.stack.dht.get_value(right_key)
+            assert got == raw
