@@ -1,7 +1,7 @@
 """The typed JSON form of a CBOR value, used in vectors and in the adapter protocol.
 
 JSON cannot tell bytes from text or carry 64-bit integers safely, so a value of the profile
-(spec/01-encoding.md §3.1) is written as:
+(spec/01-encoding.md §2.1) is written as:
 
 | CBOR value          | typed JSON                                               |
 |---------------------|----------------------------------------------------------|

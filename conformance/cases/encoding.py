@@ -1,4 +1,4 @@
-"""Cases for the deterministic CBOR profile (spec/01-encoding.md §3).
+"""Cases for the deterministic CBOR profile (spec/01-encoding.md §2).
 
 ``cbor``: decode ``input.cbor``; valid input yields ``decoded.json`` (typed JSON form).
 ``cbor_encode``: encode ``value.json``; yields ``encoded.cbor``.
@@ -121,7 +121,7 @@ INVALID: list[tuple[str, str, Reason, tuple[str, ...], str]] = [
      "a non-canonical integer as a map value"),
     ("non_canonical_tag_number", "d80100", Reason.NON_CANONICAL, ("ENC-3", "ENC-1"),
      "a tag number is an argument too: tag 1 in a one-byte argument is refused for its "
-     "form before the tag is refused for being a tag (spec 01 §3.3)"),
+     "form before the tag is refused for being a tag (spec 01 §2.3)"),
     # ENC-6: key order and uniqueness
     ("unsorted_keys", "a2616201616102", Reason.NON_CANONICAL, ("ENC-6",),
      '{"b": 1, "a": 2}: keys out of order'),
@@ -225,8 +225,8 @@ INVALID: list[tuple[str, str, Reason, tuple[str, ...], str]] = [
      "seventeen nested maps: the entries of the innermost are at depth 17"),
     ("too_deep_before_content", "81" * 17 + "ff", Reason.TOO_DEEP, ("ENC-11", "ENC-4"),
      "depth is checked before the item's byte is read: the byte at depth 17 is a stray "
-     "break, yet too_deep is reported (spec 01 §3.3)"),
-    # order of checks (spec 01 §3.3)
+     "break, yet too_deep is reported (spec 01 §2.3)"),
+    # order of checks (spec 01 §2.3)
     ("first_defect_wins", "180000", Reason.NON_CANONICAL, ("ENC-3", "ENC-9"),
      "a non-canonical integer followed by a trailing byte: the first defect in reading "
      "order is reported"),

@@ -1,4 +1,4 @@
-"""Cases for the signed envelope (spec/01-encoding.md §4).
+"""Cases for the signed envelope (spec/01-encoding.md §3).
 
 ``open``: decode and check ``input.cbor`` as an envelope of ``params.expected_type`` (null: any
 type the receiver understands); a valid one yields ``envelope.json``.

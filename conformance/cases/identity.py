@@ -1,4 +1,4 @@
-"""Cases for node identity and PeerIDs (spec/01-encoding.md §2).
+"""Cases for node identity and PeerIDs (spec/01-encoding.md §1).
 
 ``peer_id``: from the seed in ``seed.txt`` (hex) derive ``public_key.txt`` (hex),
 ``peer_id.bin`` (binary PeerID) and ``peer_id.txt`` (base58btc).
