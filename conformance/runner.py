@@ -135,9 +135,9 @@ class Adapter:
     """An implementation behind the adapter protocol: a process that reads one JSON request
     per line on stdin and writes one JSON response per line on stdout, in order."""
 
-    def __init__(self, command: list[str]) -> None:
+    def __init__(self, command: list[str], cwd: Path | None = None) -> None:
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, encoding="utf-8", bufsize=1)
+                                     text=True, encoding="utf-8", bufsize=1, cwd=cwd)
 
     def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None

@@ -136,7 +136,9 @@ def test_answers_that_break_the_protocol_fail(vectors: list[runner.Vector]) -> N
 
 
 def test_reference_adapter_over_stdio() -> None:
-    adapter = runner.Adapter([sys.executable, "-m", "conformance.adapter"])
+    # run from the repository root, so that "-m conformance.adapter" finds this checkout
+    adapter = runner.Adapter([sys.executable, "-m", "conformance.adapter"],
+                             cwd=VECTORS.parents[1])
     try:
         report = runner.run(runner.load(VECTORS, "envelope/"), adapter)
         answer = adapter({"id": "x", "handler": "jobs/offer", "params": {}, "inputs": {}})
