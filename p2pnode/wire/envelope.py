@@ -106,7 +106,7 @@ def open_envelope(data: bytes, expected_type: str | None = None) -> Envelope:
     if keys != ENVELOPE_KEYS:
         raise WireError(Reason.BAD_ENVELOPE, "missing %s" % sorted(ENVELOPE_KEYS - keys))
     t, v, k, s = obj["t"], obj["v"], obj["k"], obj["s"]
-    if not isinstance(t, str) or not 0 < len(t) <= MAX_TYPE_LEN:
+    if not isinstance(t, str) or not 0 < len(t.encode("utf-8")) <= MAX_TYPE_LEN:
         raise WireError(Reason.BAD_ENVELOPE, "t must be a short text string")
     if not isinstance(v, int) or isinstance(v, bool) or v < 0:
         raise WireError(Reason.BAD_ENVELOPE, "v must be an unsigned integer")

@@ -1,0 +1,135 @@
+"""The spec is internally consistent and agrees with the code and the vectors:
+rule ids, reason codes, parameter values, cross-references."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+from conformance import runner
+from conformance.cases import all_cases
+from p2pnode.wire.reasons import Reason
+
+SPEC = Path(__file__).resolve().parents[2] / "spec"
+CHAPTERS = sorted(SPEC.glob("*.md"))
+PREFIXES = ("ID", "ENC", "ENV", "CAPS", "TBL", "PUB", "RL", "NET")
+RULE_DEF = re.compile(r"^- \*\*([A-Z]+-\d+)\*\*", re.M)
+RULE_REF = re.compile(r"\b(%s)-(\d+)\b" % "|".join(PREFIXES))
+
+# Rules about behaviour a vector cannot show: the libp2p host, key files, publishing,
+# memory bounds, the network stack.
+NOT_BY_VECTORS = {"ID-5", "ID-6", "TBL-5", "RL-2"} | {f"PUB-{i}" for i in range(1, 9)} | {
+    f"NET-{i}" for i in range(1, 13)}
+
+
+def _defined() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for md in CHAPTERS:
+        for rule in RULE_DEF.findall(md.read_text()):
+            assert rule not in found, f"{rule} defined in {found[rule]} and {md.name}"
+            found[rule] = md.name
+    return found
+
+
+def test_rules_are_numbered_from_one_without_gaps() -> None:
+    by_prefix: dict[str, list[int]] = {}
+    for rule in _defined():
+        prefix, n = rule.rsplit("-", 1)
+        assert prefix in PREFIXES, rule
+        by_prefix.setdefault(prefix, []).append(int(n))
+    assert set(by_prefix) == set(PREFIXES)
+    for prefix, numbers in by_prefix.items():
+        assert sorted(numbers) == list(range(1, len(numbers) + 1)), prefix
+
+
+def test_caps_rules_one_to_eight_are_the_validation_order() -> None:
+    text = (SPEC / "02-capabilities.md").read_text()
+    positions = [text.index(f"- **CAPS-{i}**") for i in range(1, 10)]
+    assert positions == sorted(positions)
+
+
+def test_every_reference_names_a_defined_rule() -> None:
+    defined = _defined()
+    for md in [*CHAPTERS, SPEC.parent / "conformance" / "README.md"]:
+        for prefix, n in RULE_REF.findall(md.read_text()):
+            assert f"{prefix}-{n}" in defined, f"{md.name} cites {prefix}-{n}"
+    for handler, case in all_cases():
+        assert case.rules, f"{handler}/{case.name} cites no rule"
+        for rule in case.rules:
+            assert rule in defined, f"{handler}/{case.name} cites {rule}"
+
+
+def test_every_testable_rule_has_a_vector() -> None:
+    cited = {r for v in runner.load(runner.DEFAULT_VECTORS) for r in v.meta["rules"]}
+    missing = sorted(set(_defined()) - cited - NOT_BY_VECTORS)
+    assert missing == []
+    assert not (cited & NOT_BY_VECTORS)
+
+
+def _table_rows(text: str, header_start: str) -> list[list[str]]:
+    lines = text.splitlines()
+    rows: list[list[str]] = []
+    for i, line in enumerate(lines):
+        if line.startswith(header_start):
+            for row in lines[i + 2:]:
+                if not row.startswith("|"):
+                    break
+                rows.append([c.strip() for c in row.strip("|").split("|")])
+    return rows
+
+
+def test_reason_table_lists_every_reason_code() -> None:
+    rows = _table_rows((SPEC / "01-encoding.md").read_text(), "| code | outcome |")
+    codes = [r[0].strip("`") for r in rows]
+    assert codes == [r.value for r in Reason]
+    for r in rows:
+        assert r[1] in ("reject", "ignore"), r
+        assert RULE_REF.search(r[2]), r
+
+
+@pytest.mark.parametrize("chapter", ["01-encoding.md", "02-capabilities.md", "03-network.md"])
+def test_parameter_tables_match_the_code(chapter: str) -> None:
+    rows = _table_rows((SPEC / chapter).read_text(), "| Parameter | Value |")
+    assert rows
+    checked = 0
+    for name, value, _unit, constant, _why in rows:
+        m = re.fullmatch(r"`(p2pnode(?:\.\w+)+)`", constant)
+        if constant == "—":
+            continue
+        assert m, f"{chapter}: {name}: constant cell {constant!r}"
+        module_path, attr = m.group(1), list[str]()
+        obj: object
+        while True:
+            try:
+                obj = importlib.import_module(module_path)
+                break
+            except ModuleNotFoundError:
+                module_path, last = module_path.rsplit(".", 1)
+                attr.insert(0, last)
+        for a in attr:
+            obj = getattr(obj, a)
+        assert float(value) == obj, f"{chapter}: {name} is {value} in the spec, {obj} in code"
+        checked += 1
+    assert checked >= 1
+
+
+def _slug(heading: str) -> str:
+    s = heading.strip().lower()
+    s = re.sub(r"[^\w\- ]", "", s)
+    return s.replace(" ", "-")
+
+
+def test_links_between_chapters_resolve() -> None:
+    anchors = {md.name: {_slug(h) for h in re.findall(r"^#+ (.+)$", md.read_text(), re.M)}
+               for md in CHAPTERS}
+    for md in CHAPTERS:
+        for target, anchor in re.findall(r"\]\(([\w.-]+\.md)?(?:#([\w-]+))?\)", md.read_text()):
+            if not target and not anchor:
+                continue
+            name = target or md.name
+            assert (SPEC / name).exists(), f"{md.name} links to {name}"
+            if anchor:
+                assert anchor in anchors[name], f"{md.name} links to {name}#{anchor}"
