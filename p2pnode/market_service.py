@@ -63,10 +63,15 @@ from p2pnode.wire.reasons import Reason, WireError
 log = logging.getLogger("p2pnode.market")
 
 TICK_S = 0.5
+# After a refused offer, when to offer the same job to the same worker again.
 OFFER_BACKOFF_MS = 5_000
+OFFER_BUSY_BACKOFF_MS = 750
 RESULT_TIMEOUT_S = 120.0
 DHT_TIMEOUT_S = 8.0
 BLOB_TIMEOUT_S = 60.0
+# A job that a direct offer leased within this time is not put in the DHT (spec 04): the
+# DHT path is for jobs the capability table could not place, and each put costs a lookup.
+DHT_PUBLISH_DELAY_MS = 2_000
 OPEN_STATES = tuple(s.value for s in JobState if s not in (JobState.COMPLETED,
                                                               JobState.FAILED))
 
@@ -80,6 +85,7 @@ class WorkItem:
     state: str = "leased"
     history: list[tuple[int, str, str]] = field(default_factory=list)
     output: bytes | None = None
+    meta: dict[str, int | str] = field(default_factory=dict)
 
 
 class MarketService:
@@ -95,7 +101,10 @@ class MarketService:
         self.seen_jobs: dict[bytes, int] = {}  # job id -> ms until we look at it again
         self.offers: dict[tuple[bytes, str], int] = {}  # (job, worker peer) -> next try ms
         self._offering: set[bytes] = set()
+        self._offer_inflight: set[str] = set()  # workers with an offer in flight
+        self._worker_busy_until: dict[str, int] = {}
         self._provided: dict[str, int] = {}  # discovery key -> bucket provided
+        self._published: set[bytes] = set()  # jobs put in the DHT by this process
         self._job_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self.policy: WorkerPolicy | None = None
@@ -162,9 +171,6 @@ class MarketService:
                 self._nursery = nursery
                 nursery.start_soon(self._tick_loop)
                 nursery.start_soon(self._discovery_loop)
-                for job in self.jobs.values():
-                    if not job.terminal:
-                        nursery.start_soon(self._publish, job)
                 task_status.started()
         finally:
             self._nursery = None
@@ -207,11 +213,7 @@ class MarketService:
         self._persist(job)
         self.m_jobs.labels(role="requester", event="submitted").inc()
         event(log, "job.submitted", job=job.id.hex(), kind=kind)
-        if self._nursery is not None:
-            self._nursery.start_soon(self._publish, job)
-            if self.node.config.jobs_offer and job.id not in self._offering:
-                self._offering.add(job.id)
-                self._nursery.start_soon(self._offer, job)
+        self._dispatch_offers()
         return job
 
     async def _publish(self, job: RequesterJob) -> None:
@@ -251,11 +253,14 @@ class MarketService:
                     self.m_jobs.labels(role="requester", event=h).inc()
                 if job.terminal:
                     self._finished(job)
-                elif (job.needs_workers() and self.node.config.jobs_offer
-                      and job.id not in self._offering):
-                    self._offering.add(job.id)
+                    continue
+                if (job.needs_workers() and job.id not in self._published
+                        and (now - job.spec.created >= DHT_PUBLISH_DELAY_MS
+                             or not self.node.config.jobs_offer)):
+                    self._published.add(job.id)
                     assert self._nursery is not None
-                    self._nursery.start_soon(self._offer, job)
+                    self._nursery.start_soon(self._publish, job)
+            self._dispatch_offers()
             self.m_running.set(len(self.policy.active) if self.policy else 0)
             assert self._nursery is not None
             self._nursery.start_soon(self._provide)
@@ -295,19 +300,34 @@ class MarketService:
         out.sort(key=lambda p: busy.get(p, 0))
         return out
 
-    async def _offer(self, job: RequesterJob) -> None:
+    def _dispatch_offers(self) -> None:
+        """Offer open jobs, oldest first, to free matching workers: at most one offer in
+        flight per worker, and none to a worker that said it was busy a moment ago."""
+        if self._nursery is None or not self.node.config.jobs_offer:
+            return
+        now = self.now()
+        for job in sorted(self.jobs.values(), key=lambda j: j.spec.created):
+            if job.terminal or job.id in self._offering or not job.needs_workers():
+                continue
+            peers = [p for p in self._candidates(job) if p not in self._offer_inflight
+                     and self._worker_busy_until.get(p, 0) <= now]
+            if not peers:
+                continue
+            peer = peers[0]
+            self._offering.add(job.id)
+            self._offer_inflight.add(peer)
+            self._nursery.start_soon(self._offer, job, peer)
+
+    async def _offer(self, job: RequesterJob, peer: str) -> None:
+        self.offers[(job.id, peer)] = self.now() + OFFER_BACKOFF_MS
         try:
-            for peer in self._candidates(job)[:3]:
-                if not job.needs_workers():
-                    return
-                self.offers[(job.id, peer)] = self.now() + OFFER_BACKOFF_MS
-                try:
-                    await self._offer_to(job, peer)
-                except (WireError, trio.TooSlowError, Exception) as e:
-                    event(log, "job.offer.failed", logging.DEBUG, job=job.id.hex(), peer=peer,
-                          error=str(e))
+            await self._offer_to(job, peer)
+        except (WireError, trio.TooSlowError, Exception) as e:
+            event(log, "job.offer.failed", logging.DEBUG, job=job.id.hex(), peer=peer,
+                  error=str(e))
         finally:
             self._offering.discard(job.id)
+            self._offer_inflight.discard(peer)
 
     async def _offer_to(self, job: RequesterJob, peer: str) -> None:
         framed = await open_exchange(self.node.stack.host, peer, self.net)
@@ -317,6 +337,10 @@ class MarketService:
             reply = open_message(await framed.receive(10.0), net=self.net,
                                  expected={T_CLAIM, T_REFUSE})
             if reply.t == T_REFUSE:
+                if reply.body["reason"] == Reason.BUSY.value:
+                    # A busy worker frees up soon: any job may try it again shortly.
+                    self.offers.pop((job.id, peer), None)
+                    self._worker_busy_until[peer] = self.now() + OFFER_BUSY_BACKOFF_MS
                 return
             if peer_id_str(reply.signer) != peer or reply.job != job.id:
                 raise WireError(Reason.SIGNER_MISMATCH, "claim not from the offered worker")
@@ -391,7 +415,9 @@ class MarketService:
         number = int(msg.body["lease"])
         output = bytes(msg.body["output"])
         async with self._job_lock:
-            d = job.on_result(msg.signer, number, output, self.now())
+            compute = msg.body["meta"].get("elapsed_ms", 0)
+            d = job.on_result(msg.signer, number, output, self.now(),
+                              compute if isinstance(compute, int) and compute >= 0 else 0)
             if isinstance(d, Refuse):
                 self._reject(d.reason)
                 return self._refuse(job.id, d.reason, d.detail)
@@ -556,6 +582,8 @@ class MarketService:
             self.m_jobs.labels(role="worker", event="exec_failed").inc()
             return None
         item.output = self.blobs.put(res.output)
+        item.meta = {k: v for k, v in res.meta.items()
+                     if isinstance(v, int) or (isinstance(v, str) and len(v) <= 64)}
         return item.output
 
     async def _heartbeats(self, item: WorkItem, scope: trio.CancelScope) -> None:
@@ -588,7 +616,8 @@ class MarketService:
         size = len(self.blobs.get(item.output) or b"")
         msg = self._seal(T_RESULT, {
             "net": self.net, "job": sj.id, "lease": item.lease["lease"], "output": item.output,
-            "size": size, "proof": {}, "meta": {}, "ts": self.now()})
+            "size": size, "proof": {}, "meta": dict(list(item.meta.items())[:16]),
+            "ts": self.now()})
         reply = open_message(await request(self.node.stack.host, requester, self.net, msg,
                                            timeout=RESULT_TIMEOUT_S),
                              net=self.net, expected={T_VERDICT, T_REFUSE})
@@ -702,6 +731,7 @@ class MarketService:
             "latency_ms": (job.completed_at - job.spec.created) if job.completed_at else None,
             "reassigned": job.reassigned, "rejected": job.rejected,
             "worker": peer_id_str(accepted[0].worker) if accepted else None,
+            "compute_ms": accepted[0].compute_ms if accepted else None,
             "output": out.hex() if out else None,
             "output_path": str(self.blobs.path(out)) if out and self.blobs.has(out) else None,
         }

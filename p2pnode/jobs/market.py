@@ -89,12 +89,14 @@ class Lease:
     progress: int = 0
     output: bytes | None = None
     reason: str = ""
+    compute_ms: int = 0  # as the worker reported it; informational, not verified
 
     def to_row(self) -> dict[str, Any]:
         return {"number": self.number, "worker": self.worker.hex(), "price": self.price,
                 "granted": self.granted, "expires": self.expires, "state": self.state.value,
                 "heartbeats": self.heartbeats, "progress": self.progress,
-                "output": self.output.hex() if self.output else None, "reason": self.reason}
+                "output": self.output.hex() if self.output else None, "reason": self.reason,
+                "compute_ms": self.compute_ms}
 
     @classmethod
     def from_row(cls, r: dict[str, Any]) -> Lease:
@@ -102,7 +104,7 @@ class Lease:
                    granted=r["granted"], expires=r["expires"], state=LeaseState(r["state"]),
                    heartbeats=r["heartbeats"], progress=r["progress"],
                    output=bytes.fromhex(r["output"]) if r["output"] else None,
-                   reason=r["reason"])
+                   reason=r["reason"], compute_ms=int(r.get("compute_ms", 0)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,8 +268,8 @@ class RequesterJob:
             self._log(now, "running", f"lease {number}")
         return Grant(lease)
 
-    def on_result(self, worker: bytes, number: int, output: bytes,
-                  now: int) -> Verify | Decided | Refuse:
+    def on_result(self, worker: bytes, number: int, output: bytes, now: int,
+                  compute_ms: int = 0) -> Verify | Decided | Refuse:
         """The leaseholder returns a result (JOB-R1..R4)."""
         lease = self.leases.get(number)
         if lease is None or lease.worker != worker:
@@ -285,6 +287,7 @@ class RequesterJob:
             return Refuse(Reason.BAD_STATE, f"lease is {lease.state.value}")
         lease.state = LeaseState.VERIFYING
         lease.output = output
+        lease.compute_ms = compute_ms
         self._step(E.RESULT, now)
         self._log(now, "result", f"lease {number} output {output.hex()[:16]}")
         return Verify(lease)
