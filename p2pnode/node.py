@@ -32,9 +32,12 @@ log = logging.getLogger("p2pnode.node")
 # Receivers accept a burst of 5 ads per origin, then one per 2 s (spec 02 §5).
 ADS_RATE_PER_S = 0.5
 ADS_BURST = 5
-# We publish at most one ad per second ourselves, well inside what receivers accept.
+# We publish at most one ad per MIN_PUBLISH_GAP_S ourselves, well inside what receivers
+# accept.
 MIN_PUBLISH_GAP_S = 2.0
 TARGET_PEERS = 8
+# How often the hardware is probed again; a change is published at once (PUB-4).
+REPROBE_S = 30.0
 
 
 @dataclass
@@ -92,10 +95,13 @@ class Node:
         hw = self.hardware
         assert hw is not None
         kinds = tuple(self.config.caps_kinds)
+        now = self.now_ms()
         return CapabilityAd(
             net=self.config.network,
-            seq=self.store.next_counter("caps_seq"),
-            ts=self.now_ms(),
+            # Never below the clock: a node whose state.db was lost still outbids the
+            # ads of its former self that other nodes hold (spec 02, PUB rules).
+            seq=self.store.next_counter("caps_seq", floor=now),
+            ts=now,
             ttl=self.config.caps_ttl_s,
             cores=hw.cores,
             threads=hw.threads,
@@ -238,6 +244,7 @@ class Node:
                     nursery.start_soon(self._bootstrap_loop)
                     nursery.start_soon(self._publish_loop)
                     nursery.start_soon(self._housekeeping_loop)
+                    nursery.start_soon(self._reprobe_loop)
                     self.market = MarketService(self)
                     await nursery.start(self.market.run)
                     self.api_addr = await nursery.start(serve_admin_api, self)
@@ -301,6 +308,16 @@ class Node:
             else:
                 await trio.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, self.config.bootstrap_retry_max_s)
+
+    async def _reprobe_loop(self) -> None:
+        while True:
+            await trio.sleep(REPROBE_S)
+            hw = await trio.to_thread.run_sync(
+                lambda: probe(include_gpus=self.config.caps_probe_gpus, quiet=True))
+            if hw != self.hardware:
+                event(log, "caps.changed", before=str(self.hardware), after=str(hw))
+                self.hardware = hw
+                self._publish_now.set()
 
     async def _housekeeping_loop(self) -> None:
         from p2pnode.net.peering import dial

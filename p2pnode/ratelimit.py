@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 
@@ -18,16 +19,18 @@ class PeerRateLimiter:
         self.rate = rate
         self.burst = burst
         self.max_keys = max_keys
-        self._buckets: dict[str, _Bucket] = {}
+        # Least recently seen first, so forgetting the stalest key is O(1).
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
     def allow(self, key: str, now: float) -> bool:
         b = self._buckets.get(key)
         if b is None:
             if len(self._buckets) >= self.max_keys:
                 # Forget the stalest key rather than grow without bound.
-                oldest = min(self._buckets, key=lambda k: self._buckets[k].last)
-                del self._buckets[oldest]
+                self._buckets.popitem(last=False)
             b = self._buckets[key] = _Bucket(tokens=float(self.burst), last=now)
+        else:
+            self._buckets.move_to_end(key)
         b.tokens = min(float(self.burst), b.tokens + (now - b.last) * self.rate)
         b.last = now
         if b.tokens >= 1.0:

@@ -41,14 +41,15 @@ class NodeStore:
             (str(SCHEMA_VERSION).encode(),),
         )
 
-    def next_counter(self, name: str) -> int:
-        """Increment and return a persisted counter; durable before it returns."""
+    def next_counter(self, name: str, floor: int = 1) -> int:
+        """Increment a persisted counter to at least ``floor`` and return it; durable
+        before it returns."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute(
-                "INSERT INTO counters(name, value) VALUES(?, 1) "
-                "ON CONFLICT(name) DO UPDATE SET value = value + 1",
-                (name,),
+                "INSERT INTO counters(name, value) VALUES(?, max(1, ?)) "
+                "ON CONFLICT(name) DO UPDATE SET value = max(value + 1, ?)",
+                (name, floor, floor),
             )
             row = self.db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
         return int(row[0])

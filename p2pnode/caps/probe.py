@@ -57,14 +57,14 @@ def probe_gpus() -> tuple[tuple[Gpu, ...], str]:
             pass
 
 
-def probe(include_gpus: bool = True) -> Hardware:
+def probe(include_gpus: bool = True, quiet: bool = False) -> Hardware:
     cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
     threads = psutil.cpu_count(logical=True) or cores
     gpus: tuple[Gpu, ...] = ()
     note = "GPU probing disabled by config"
     if include_gpus:
         gpus, note = probe_gpus()
-        if note:
+        if note and not quiet:
             log.info("no GPU advertised: %s", note)
     return Hardware(
         cores=int(cores),
