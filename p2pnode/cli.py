@@ -155,6 +155,10 @@ def cmd_status(a: argparse.Namespace) -> int:
           f"\ncaps known  {st['caps_known']} (own ad seq {st['caps_seq']})"
           f"\nads         accepted {c['ads_accepted']}, published {c['ads_published']},"
           f" rejected {rejected}\nmetrics     {st['metrics'] or 'disabled'}")
+    jobs = st.get("jobs") or {}
+    if jobs:
+        req = ", ".join(f"{k} {v}" for k, v in sorted(jobs["requested"].items())) or "none"
+        print(f"jobs        requested: {req}; working on {jobs['working']}/{jobs['slots']}")
     for addr in st["addrs"]:
         print(f"listening   {addr}")
     return EXIT_OK
@@ -257,13 +261,17 @@ def cmd_job_submit(a: argparse.Namespace) -> int:
             time.sleep(0.5)
     failed = [d for d in final.values() if d["state"] != "completed"]
     if a.json:
-        _print_json([{k: v for k, v in final[j].items() if k != "history"} for j in ids])
+        _print_json([final[j] for j in ids])
     else:
         for jid in ids:
             d = final[jid]
             where = d["output_path"] or d["output"] or "-"
             lat = f"{d['latency_ms']} ms" if d["latency_ms"] is not None else "-"
-            print(f"{jid}  {d['state']}  latency {lat}  output {where}")
+            why = ""
+            if d["state"] != "completed" and d["history"]:
+                last = d["history"][-1]
+                why = f"  ({last['event']}: {last['detail']})"
+            print(f"{jid}  {d['state']}{why}  latency {lat}  output {where}")
     return EXIT_ERROR if failed else EXIT_OK
 
 

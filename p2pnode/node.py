@@ -188,7 +188,18 @@ class Node:
             "metrics": self.metrics_addr,
             "gpus": len(self.hardware.gpus) if self.hardware else 0,
             "counters": self.metrics.snapshot(),
+            "jobs": self._job_counts(),
         }
+
+    def _job_counts(self) -> dict[str, Any]:
+        if self.market is None:
+            return {}
+        counts: dict[str, int] = {}
+        for j in self.market.jobs.values():
+            counts[j.state.value] = counts.get(j.state.value, 0) + 1
+        policy = self.market.policy
+        return {"requested": counts, "working": len(policy.active) if policy else 0,
+                "slots": self.config.jobs_concurrency}
 
     @property
     def extra_api_handlers(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from p2pnode.identity import peer_id_str
 from p2pnode.jobs.model import JobSpec, Requirements
 from p2pnode.wire.reasons import Reason
 
@@ -233,9 +234,9 @@ class RequesterJob:
         lease = Lease(number=number, worker=worker, price=price, granted=now,
                       expires=self._lease_end(now))
         self.leases[number] = lease
-        self._log(now, "claimed", worker.hex()[:16])
+        self._log(now, "claimed", f"by {peer_id_str(worker)}")
         self._step(E.LEASED, now)
-        self._log(now, "leased", f"lease {number} to {worker.hex()[:16]}")
+        self._log(now, "leased", f"lease {number}")
         return Grant(lease)
 
     def _check_holder(self, worker: bytes, number: int, now: int) -> Lease | Refuse:

@@ -1,0 +1,88 @@
+"""``p2pnode job ...`` and ``testnet up --jobs`` against real node processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from p2pnode import cli
+from p2pnode.api.client import call
+from p2pnode.jobs import tensors
+from p2pnode.testnet import launcher
+from tests.cli.test_cli import child_env, poll, run_cli
+
+
+@pytest.fixture
+def two_nodes(tmp_path: Path) -> Iterator[list[launcher.NodeProc]]:
+    opts = launcher.TestnetOptions(n=2, directory=tmp_path / "net", network="jobcli",
+                                   caps_interval=5.0)
+    nodes = [launcher._prepare(opts, tmp_path / "net", i) for i in range(2)]
+    try:
+        launcher._start(nodes[0], None)
+        st = launcher._wait_started(nodes[0])
+        launcher._start(nodes[1], st["addrs"][0])
+        launcher._wait_started(nodes[1])
+        poll(lambda: call(nodes[0].home, "status")["caps_known"] == 1, 30, "caps")
+        yield nodes
+    finally:
+        launcher._stop(nodes)
+
+
+def test_submit_wait_list_show_output(two_nodes: list[launcher.NodeProc], tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    home = str(two_nodes[0].home)
+    a = tensors.random_int8_matrix(5, 7, b"a")
+    b = tensors.random_int8_matrix(7, 3, b"b")
+    (tmp_path / "a.mat").write_bytes(tensors.encode_matrix(a))
+    (tmp_path / "b.mat").write_bytes(tensors.encode_matrix(b))
+    (tmp_path / "job.toml").write_text(
+        'kind = "matmul"\nlease_s = 10\n[inputs]\na = "a.mat"\nb = "b.mat"\n')
+    code, out, err = run_cli(capsys, "job", "submit", "--home", home,
+                             str(tmp_path / "job.toml"), "--wait", "--json")
+    assert code == cli.EXIT_OK, err
+    (job,) = json.loads(out)
+    assert job["state"] == "completed" and job["worker"] == two_nodes[1].peer_id
+    assert "completed" in err  # progress went to stderr
+    code, out, _ = run_cli(capsys, "job", "list", "--home", home, "--json")
+    listed = json.loads(out)
+    assert [j["id"] for j in listed["jobs"]] == [job["id"]]
+    assert listed["counts"]["completed"] == 1
+    code, out, _ = run_cli(capsys, "job", "show", "--home", home, job["id"][4:20],
+                           "--output", str(tmp_path / "c.mat"))
+    assert code == cli.EXIT_OK and "verified" in out
+    c = tensors.decode_matrix((tmp_path / "c.mat").read_bytes(), 1000)
+    assert np.array_equal(c, a.astype(np.int64) @ b.astype(np.int64))
+
+
+def test_a_job_nobody_can_run_fails_and_wait_exits_1(
+        two_nodes: list[launcher.NodeProc], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "job.toml").write_text(
+        'kind = "wasm"\nmodule = "example:sum"\n[requirements]\ncores = 4096\n')
+    code, out, err = run_cli(capsys, "job", "submit", "--home", str(two_nodes[0].home),
+                             str(tmp_path / "job.toml"), "--deadline", "3", "--wait")
+    assert code == cli.EXIT_ERROR, (out, err)
+    assert "failed" in out and "deadline passed" in out
+    code, _, err = run_cli(capsys, "job", "submit", "--home", str(two_nodes[0].home),
+                           str(tmp_path / "missing.toml"))
+    assert code == cli.EXIT_ERROR and "missing.toml" in err
+
+
+@pytest.mark.slow
+def test_testnet_up_with_jobs(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "p2pnode", "testnet", "up", "-n", "3", "--jobs", "6",
+         "--duration", "30", "--json", "--dir", str(tmp_path / "tn")],
+        capture_output=True, env=child_env(), timeout=150, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    report = json.loads(res.stdout)
+    jobs = report["jobs"]
+    assert report["converged"] is True
+    assert jobs["submitted"] == jobs["completed"] == 6 and jobs["failed"] == 0
+    assert jobs["p50_ms"] is not None and jobs["p99_ms"] >= jobs["p50_ms"]
