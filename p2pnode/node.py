@@ -36,6 +36,9 @@ ADS_BURST = 5
 # accept.
 MIN_PUBLISH_GAP_S = 2.0
 TARGET_PEERS = 8
+KNOWN_PEER_MAX_AGE_MS = 24 * 3600 * 1000
+# Housekeeping ticks (1 s) between re-announcements of our topic subscriptions.
+RESUBSCRIBE_TICKS = 5
 # How often the hardware is probed again; a change is published at once (PUB-4).
 REPROBE_S = 30.0
 
@@ -72,8 +75,9 @@ class Node:
         self._ads_limiter = PeerRateLimiter(rate=ADS_RATE_PER_S, burst=ADS_BURST)
         self._last_publish = 0.0
         self._publish_now = trio.Event()
-        self._known_topic_peers: set[str] = set()
+        self._known_topic_peers: dict[str, int] = {}
         self._dialing: set[str] = set()
+        self._saved_addrs: dict[str, list[str]] = {}
         self.market: Any = None
 
     # -- core glue ---------------------------------------------------------------------
@@ -163,6 +167,12 @@ class Node:
         if validated is None:
             return
         if self.table.update(validated.peer_id, validated.ad, self.now_ms()):
+            addrs = list(validated.ad.addrs)
+            if (validated.peer_id != self.peer_id and addrs
+                    and self._saved_addrs.get(validated.peer_id) != addrs):
+                # Remember where peers are, so a restarted node finds them again.
+                self.store.save_peer(validated.peer_id, addrs, self.now_ms())
+                self._saved_addrs[validated.peer_id] = addrs
             self.metrics.ads_accepted.inc()
             self.metrics.table_size.set(len(self.table))
             event(log, "caps.ad.accepted", logging.DEBUG, peer=validated.peer_id,
@@ -253,6 +263,7 @@ class Node:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._read_caps, sub)
                     nursery.start_soon(self._bootstrap_loop)
+                    nursery.start_soon(self._redial_known_peers)
                     nursery.start_soon(self._publish_loop)
                     nursery.start_soon(self._housekeeping_loop)
                     nursery.start_soon(self._reprobe_loop)
@@ -296,6 +307,21 @@ class Node:
                 if gap > 0:
                     await trio.sleep(gap)
 
+    async def _redial_known_peers(self) -> None:
+        """At start, dial the peers seen in the last day (their last advertised address)."""
+        from p2pnode.net.peering import dial
+
+        known = self.store.known_peers(self.now_ms() - KNOWN_PEER_MAX_AGE_MS, TARGET_PEERS)
+
+        async def one(peer_id: str, addr: str) -> None:
+            ok, err = await dial(self.stack, f"{addr}/p2p/{peer_id}", timeout=5)
+            event(log, "peer.redial", logging.DEBUG, peer=peer_id, ok=ok, error=err)
+
+        async with trio.open_nursery() as nursery:
+            for peer_id, addrs in known:
+                if addrs and peer_id != self.peer_id:
+                    nursery.start_soon(one, peer_id, addrs[0])
+
     async def _bootstrap_loop(self) -> None:
         """Dial bootstrap peers while none is connected, with exponential backoff."""
         if not self.config.bootstrap:
@@ -331,8 +357,9 @@ class Node:
                 self._publish_now.set()
 
     async def _housekeeping_loop(self) -> None:
-        from p2pnode.net.peering import dial
+        from p2pnode.net.peering import dial, reannounce_subscriptions, repair_pubsub_peers
 
+        ticks = 0
         while True:
             await trio.sleep(1.0)
             now = self.now_ms()
@@ -341,10 +368,17 @@ class Node:
             self.metrics.table_size.set(len(self.table))
             connected = set(self.stack.connected_peers())
             self.metrics.peers.set(len(connected))
+            if await repair_pubsub_peers(self.stack):
+                event(log, "pubsub.repaired", logging.DEBUG)
+            ticks += 1
+            if ticks % RESUBSCRIBE_TICKS == 0:
+                await reannounce_subscriptions(self.stack)
             # A new subscriber to the caps topic has missed our last ad: send a fresh one.
-            topic_peers = {p.to_base58() for p in self.stack.pubsub.peer_topics.get(
-                self.topic, set())}
-            if topic_peers - self._known_topic_peers:
+            # A peer that restarted keeps its PeerID but comes with a new pubsub stream.
+            ps = self.stack.pubsub
+            topic_peers = {p.to_base58(): id(ps.peers.get(p))
+                           for p in ps.peer_topics.get(self.topic, set())}
+            if any(self._known_topic_peers.get(p) != s for p, s in topic_peers.items()):
                 self._publish_now.set()
             self._known_topic_peers = topic_peers
             # Widen the mesh beyond the bootstrap peers from the addresses in ads.

@@ -17,6 +17,9 @@ SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- peers this node has seen, with the addresses they advertised: redialled at start
+CREATE TABLE IF NOT EXISTS peers (
+    peer_id TEXT PRIMARY KEY, addrs TEXT NOT NULL, seen_ms INTEGER NOT NULL);
 -- jobs this node requested: the signed spec and the requester machine's state (JSON)
 CREATE TABLE IF NOT EXISTS req_jobs (
     id BLOB PRIMARY KEY, spec BLOB NOT NULL, state TEXT NOT NULL, row TEXT NOT NULL,
@@ -57,6 +60,21 @@ class NodeStore:
     def counter(self, name: str) -> int:
         row = self.db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
         return int(row[0]) if row else 0
+
+    # -- peers ----------------------------------------------------------------------------
+
+    def save_peer(self, peer_id: str, addrs: list[str], now_ms: int) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT INTO peers(peer_id, addrs, seen_ms) VALUES(?,?,?) ON CONFLICT(peer_id) "
+                "DO UPDATE SET addrs=excluded.addrs, seen_ms=excluded.seen_ms",
+                (peer_id, json.dumps(addrs), now_ms))
+
+    def known_peers(self, since_ms: int, limit: int) -> list[tuple[str, list[str]]]:
+        rows = self.db.execute(
+            "SELECT peer_id, addrs FROM peers WHERE seen_ms >= ? ORDER BY seen_ms DESC LIMIT ?",
+            (since_ms, limit))
+        return [(str(p), list(json.loads(a))) for p, a in rows]
 
     # -- jobs ---------------------------------------------------------------------------
 

@@ -27,3 +27,38 @@ async def dial(stack: Any, addr: str, timeout: float = 5.0) -> tuple[bool, str]:
     except Exception as e:  # a refused or failed dial must never stop the node
         return False, f"{type(e).__name__}: {e}"
     return True, ""
+
+
+async def repair_pubsub_peers(stack: Any, timeout: float = 3.0) -> int:
+    """Register connected peers that pubsub lost track of; return how many were repaired.
+
+    py-libp2p 0.8.1: when a peer reconnects (a restart with the same key) while its old
+    connection is still being torn down, pubsub skips the new connection (the PeerID is
+    still in ``pubsub.peers``) and then drops the peer when the old stream dies, so the
+    peer never hears from us again. ``ensure_peer_stream`` opens the missing stream.
+    """
+    ps = stack.pubsub
+    repaired = 0
+    for peer in list(stack.host.get_connected_peers()):
+        if peer in ps.peers:
+            continue
+        try:
+            with trio.move_on_after(timeout):
+                if await ps.ensure_peer_stream(peer, timeout=timeout):
+                    repaired += 1
+        except Exception as e:  # a peer that cannot take a stream is left alone
+            log.debug("pubsub repair of %s failed: %s", peer, e)
+    return repaired
+
+
+async def reannounce_subscriptions(stack: Any) -> None:
+    """Send our topic subscriptions to every pubsub peer again.
+
+    The same py-libp2p reconnect race as above can also drop *our* subscription from a
+    peer's view (it processes our hello, then forgets us with the old connection), and
+    nothing in GossipSub would ever resend it. Re-announcing is idempotent for receivers.
+    """
+    ps = stack.pubsub
+    for topic in list(ps.subscribed_topics_receive):
+        packet, subopt = ps._build_announce_rpc(topic, True)
+        await ps.message_all_peers(packet.SerializeToString(), subopt)

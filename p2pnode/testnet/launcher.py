@@ -104,11 +104,22 @@ def _poll(node: NodeProc) -> dict[str, Any] | None:
         return None
 
 
+def _pin_port(node: NodeProc, addrs: list[str]) -> None:
+    """Keep the port a node got on its first start, so a restarted node is where its peers
+    last saw it."""
+    cfg_path = node.home / CONFIG_FILE
+    text = cfg_path.read_text()
+    first = addrs[0].split("/p2p/")[0] if addrs else ""
+    if "/tcp/0\"" in text and first:
+        cfg_path.write_text(text.replace("/ip4/127.0.0.1/tcp/0\"", first + "\""))
+
+
 def _wait_started(node: NodeProc) -> dict[str, Any]:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         st = _poll(node)
         if st is not None:
+            _pin_port(node, st.get("addrs", []))
             return st
         if node.proc is not None and node.proc.poll() is not None:
             break

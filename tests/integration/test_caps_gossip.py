@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tests.integration.helpers import running_nodes, wait_for
 
@@ -18,3 +19,36 @@ async def test_three_nodes_learn_each_others_capabilities(tmp_path: Path) -> Non
             assert other["cpu"] == {"cores": 2, "threads": 4, "arch": "x86_64"}
             assert other["kinds"] == ["matmul", "wasm"]
             assert n.metrics.snapshot()["ads_rejected"] == {}
+
+
+async def test_a_restarted_node_redials_the_peers_it_knew(tmp_path: Path) -> None:
+    import trio
+
+    from p2pnode.identity import Identity
+    from p2pnode.node import Node
+    from tests.integration.helpers import HW, node_config
+
+    async def run_in_own_scope(node: Node, *, task_status: Any) -> None:
+        async with trio.open_nursery() as n:
+            await n.start(node.run)
+            task_status.started(n.cancel_scope)
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    ident_a = Identity.generate()
+    async with trio.open_nursery() as outer:
+        a = Node(tmp_path / "a", node_config(), ident_a, hardware=HW)
+        a_scope = await outer.start(run_in_own_scope, a)
+        b = Node(tmp_path / "b", node_config(bootstrap=(a.stack.listen_addrs()[0],)),
+                 Identity.generate(), hardware=HW)
+        await outer.start(b.run)
+        await wait_for(lambda: a.caps_known() == 1 and b.caps_known() == 1)
+        a_scope.cancel()
+        await wait_for(lambda: a.stack is None)
+        # Same key and state, a new port, no bootstrap peer: only the stored addresses of
+        # the peers it saw can bring it back into the network.
+        again = Node(tmp_path / "a", node_config(), ident_a, hardware=HW)
+        await outer.start(again.run)
+        await wait_for(lambda: b.peer_id in again.stack.connected_peers())
+        await wait_for(lambda: again.caps_known() == 1)
+        outer.cancel_scope.cancel()

@@ -96,3 +96,46 @@ def test_kill_9_worker_mid_job_is_reassigned_and_completes(tmp_path: Path) -> No
         assert final["worker"] == survivor.peer_id
     finally:
         launcher._stop(nodes)
+
+
+@pytest.mark.slow
+def test_kill_9_requester_restarts_with_its_jobs_and_completes_them(tmp_path: Path) -> None:
+    opts = launcher.TestnetOptions(n=2, directory=tmp_path, network="killreq",
+                                   caps_interval=5.0)
+    nodes = [launcher._prepare(opts, tmp_path, i) for i in range(2)]
+    for i, n in enumerate(nodes):
+        cfg = (n.home / "config.toml").read_text()
+        cfg = cfg.replace("wasm_fuel = 10000000000", "wasm_fuel = 1000000000000")
+        if i == 0:
+            cfg = cfg.replace('kinds = ["matmul", "wasm"]', "kinds = []")
+        (n.home / "config.toml").write_text(cfg)
+    req, worker = nodes
+    (tmp_path / "loop.wat").write_text(LOOP_WAT)
+    (tmp_path / "input.bin").write_bytes((2_000_000).to_bytes(4, "little"))
+    try:
+        launcher._start(req, None)
+        st0 = launcher._wait_started(req)
+        boot = f"{st0['addrs'][0].split('/p2p/')[0]}/p2p/{req.peer_id}"
+        launcher._start(worker, boot)
+        launcher._wait_started(worker)
+        _wait(lambda: call(req.home, "status")["caps_known"] == 1, 30, "caps")
+        jobs = call(req.home, "job.submit", {
+            "kind": "wasm", "module": str(tmp_path / "loop.wat"), "count": 2,
+            "input": str(tmp_path / "input.bin"), "lease_s": 10, "deadline_s": 120})
+        ids = [j["id"] for j in jobs]
+        # The submit was acknowledged: kill the requester at once, before anything finished.
+        assert req.proc is not None
+        os.kill(req.proc.pid, signal.SIGKILL)
+        req.proc.wait()
+        (req.home / "api.json").unlink(missing_ok=True)
+        launcher._start(req, None)
+        launcher._wait_started(req)
+        listed = {j["id"]: j for j in call(req.home, "job.list")["jobs"]}
+        assert set(ids) <= set(listed)
+        for jid in ids:
+            final = _wait(lambda j=jid: (lambda d: d if d["state"] in ("completed", "failed")
+                                         else None)(_show(req, j)), 90, "the job to finish")
+            assert final["state"] == "completed", json.dumps(final["history"])
+            assert final["worker"] == worker.peer_id
+    finally:
+        launcher._stop(nodes)
