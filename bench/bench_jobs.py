@@ -52,18 +52,8 @@ def bench_overhead(nodes_n: int, jobs: int, n: int, rate: float) -> dict[str, An
                                    caps_interval=5.0)
     nodes = [launcher._prepare(opts, root, i) for i in range(nodes_n)]
     try:
-        launcher._start(nodes[0], None)
-        st0 = launcher._wait_started(nodes[0])
-        boot = f"{st0['addrs'][0].split('/p2p/')[0]}/p2p/{nodes[0].peer_id}"
-        for node in nodes[1:]:
-            launcher._start(node, boot)
-        for node in nodes[1:]:
-            launcher._wait_started(node)
-        deadline = time.monotonic() + 60
-        while not all(call(x.home, "status")["caps_known"] == nodes_n - 1 for x in nodes):
-            if time.monotonic() > deadline:
-                raise RuntimeError("nodes did not converge")
-            time.sleep(0.2)
+        launcher.start_network(nodes)
+        launcher.wait_caps_converged(nodes, 60)
         ids: list[str] = []
         t0 = time.monotonic()
         for i in range(jobs):

@@ -143,6 +143,32 @@ def _stop(nodes: list[NodeProc]) -> None:
             n.proc.wait()
 
 
+def start_network(nodes: list[NodeProc]) -> str:
+    """Start node 0, then every other node with node 0 as bootstrap peer; return its
+    address. Raises RuntimeError if a node does not come up."""
+    _start(nodes[0], None)
+    st0 = _wait_started(nodes[0])
+    boot = f"{st0['addrs'][0].split('/p2p/')[0]}/p2p/{nodes[0].peer_id}"
+    for n in nodes[1:]:
+        _start(n, boot)
+    for n in nodes[1:]:
+        _wait_started(n)
+    return boot
+
+
+def wait_caps_converged(nodes: list[NodeProc], timeout: float) -> None:
+    """Block until every node knows every other node's ad; RuntimeError after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for n in nodes:
+            _poll(n)
+        if _converged(nodes):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nodes did not converge within {timeout} s")
+        time.sleep(0.2)
+
+
 def _converged(nodes: list[NodeProc]) -> bool:
     want = len(nodes) - 1
     return all(n.status and n.status.get("caps_known") == want
@@ -295,13 +321,7 @@ def run_testnet(opts: TestnetOptions) -> int:
     caps_since: float | None = None
     try:
         _say(opts, f"starting {opts.n} nodes in {root}")
-        _start(nodes[0], None)
-        st0 = _wait_started(nodes[0])
-        boot = f"{st0['addrs'][0].split('/p2p/')[0]}/p2p/{nodes[0].peer_id}"
-        for n in nodes[1:]:
-            _start(n, boot)
-        for n in nodes[1:]:
-            _wait_started(n)
+        boot = start_network(nodes)
         _say(opts, f"all {opts.n} nodes running; bootstrap {boot}")
         deadline = None if opts.duration is None else started + opts.duration
         last_line = ""

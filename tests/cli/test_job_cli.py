@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 
 from p2pnode import cli
-from p2pnode.api.client import call
 from p2pnode.jobs import tensors
 from p2pnode.testnet import launcher
-from tests.cli.test_cli import child_env, poll, run_cli
+from tests.cli.test_cli import child_env, run_cli
 
 
 @pytest.fixture
@@ -24,11 +23,8 @@ def two_nodes(tmp_path: Path) -> Iterator[list[launcher.NodeProc]]:
                                    caps_interval=5.0)
     nodes = [launcher._prepare(opts, tmp_path / "net", i) for i in range(2)]
     try:
-        launcher._start(nodes[0], None)
-        st = launcher._wait_started(nodes[0])
-        launcher._start(nodes[1], st["addrs"][0])
-        launcher._wait_started(nodes[1])
-        poll(lambda: call(nodes[0].home, "status")["caps_known"] == 1, 30, "caps")
+        launcher.start_network(nodes)
+        launcher.wait_caps_converged(nodes, 30)
         yield nodes
     finally:
         launcher._stop(nodes)

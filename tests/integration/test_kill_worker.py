@@ -49,28 +49,29 @@ def _wait(cond: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.slow
-def test_kill_9_worker_mid_job_is_reassigned_and_completes(tmp_path: Path) -> None:
-    opts = launcher.TestnetOptions(n=3, directory=tmp_path, network="killtest", caps_interval=5.0)
-    nodes = [launcher._prepare(opts, tmp_path, i) for i in range(3)]
-    # Give the workers plenty of fuel for the loop; the requester does not work itself.
-    for i, n in enumerate(nodes):
-        cfg = (n.home / "config.toml").read_text()
+def prepare(tmp_path: Path, n: int, network: str) -> list[NodeProc]:
+    """Node homes for a loop job: workers get plenty of fuel; node 0 only requests."""
+    opts = launcher.TestnetOptions(n=n, directory=tmp_path, network=network,
+                                   caps_interval=5.0)
+    nodes = [launcher._prepare(opts, tmp_path, i) for i in range(n)]
+    for i, node in enumerate(nodes):
+        cfg = (node.home / "config.toml").read_text()
         cfg = cfg.replace("wasm_fuel = 10000000000", "wasm_fuel = 1000000000000")
         if i == 0:
             cfg = cfg.replace('kinds = ["matmul", "wasm"]', "kinds = []")
-        (n.home / "config.toml").write_text(cfg)
+        (node.home / "config.toml").write_text(cfg)
+    return nodes
+
+
+@pytest.mark.slow
+def test_kill_9_worker_mid_job_is_reassigned_and_completes(tmp_path: Path) -> None:
+    nodes = prepare(tmp_path, 3, "killtest")
     wat = tmp_path / "loop.wat"
     wat.write_text(LOOP_WAT)
     (tmp_path / "input.bin").write_bytes((3_000_000).to_bytes(4, "little"))
     try:
-        launcher._start(nodes[0], None)
-        st0 = launcher._wait_started(nodes[0])
-        boot = f"{st0['addrs'][0].split('/p2p/')[0]}/p2p/{nodes[0].peer_id}"
-        for n in nodes[1:]:
-            launcher._start(n, boot)
-            launcher._wait_started(n)
-        _wait(lambda: call(nodes[0].home, "status")["caps_known"] == 2, 30, "caps")
+        launcher.start_network(nodes)
+        launcher.wait_caps_converged(nodes, 30)
         job = call(nodes[0].home, "job.submit", {
             "kind": "wasm", "module": str(wat), "input": str(tmp_path / "input.bin"),
             "lease_s": 3, "deadline_s": 120})[0]["id"]
@@ -100,25 +101,13 @@ def test_kill_9_worker_mid_job_is_reassigned_and_completes(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_kill_9_requester_restarts_with_its_jobs_and_completes_them(tmp_path: Path) -> None:
-    opts = launcher.TestnetOptions(n=2, directory=tmp_path, network="killreq",
-                                   caps_interval=5.0)
-    nodes = [launcher._prepare(opts, tmp_path, i) for i in range(2)]
-    for i, n in enumerate(nodes):
-        cfg = (n.home / "config.toml").read_text()
-        cfg = cfg.replace("wasm_fuel = 10000000000", "wasm_fuel = 1000000000000")
-        if i == 0:
-            cfg = cfg.replace('kinds = ["matmul", "wasm"]', "kinds = []")
-        (n.home / "config.toml").write_text(cfg)
+    nodes = prepare(tmp_path, 2, "killreq")
     req, worker = nodes
     (tmp_path / "loop.wat").write_text(LOOP_WAT)
     (tmp_path / "input.bin").write_bytes((2_000_000).to_bytes(4, "little"))
     try:
-        launcher._start(req, None)
-        st0 = launcher._wait_started(req)
-        boot = f"{st0['addrs'][0].split('/p2p/')[0]}/p2p/{req.peer_id}"
-        launcher._start(worker, boot)
-        launcher._wait_started(worker)
-        _wait(lambda: call(req.home, "status")["caps_known"] == 1, 30, "caps")
+        launcher.start_network(nodes)
+        launcher.wait_caps_converged(nodes, 30)
         jobs = call(req.home, "job.submit", {
             "kind": "wasm", "module": str(tmp_path / "loop.wat"), "count": 2,
             "input": str(tmp_path / "input.bin"), "lease_s": 10, "deadline_s": 120})
