@@ -29,9 +29,12 @@ def job_id_from_key(key: str) -> bytes:
     if not key.startswith(prefix):
         raise WireError(Reason.BAD_FIELD, "not a job record key")
     try:
-        return bytes.fromhex(key[len(prefix):])
+        job_id = bytes.fromhex(key[len(prefix):])
     except ValueError as e:
         raise WireError(Reason.BAD_FIELD, "job record key is not hex") from e
+    if job_id.hex() != key[len(prefix):]:  # one key per record: lowercase, no spaces
+        raise WireError(Reason.BAD_FIELD, "job record key is not lowercase hex")
+    return job_id
 
 
 def validate_job_record(key: str, value: bytes, *, net: str,
