@@ -66,6 +66,17 @@ def test_every_reference_names_a_defined_rule() -> None:
             assert rule in defined, f"{handler}/{case.name} cites {rule}"
 
 
+def test_the_code_cites_defined_rules_only() -> None:
+    defined = _defined()
+    root = SPEC.parent
+    for py in sorted([*root.glob("p2pnode/**/*.py"), *root.glob("conformance/**/*.py")]):
+        text = py.read_text()
+        for prefix, n in RULE_REF.findall(text):
+            assert f"{prefix}-{n}" in defined, f"{py.relative_to(root)} cites {prefix}-{n}"
+        stale = re.findall(r"\b(?:JOB|DHT)-[A-Z]\d", text)
+        assert not stale, f"{py.relative_to(root)} cites {stale}"
+
+
 def test_every_testable_rule_has_a_vector() -> None:
     cited = {r for v in runner.load(runner.DEFAULT_VECTORS) for r in v.meta["rules"]}
     missing = sorted(set(_defined()) - cited - NOT_BY_VECTORS)
