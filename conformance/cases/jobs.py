@@ -595,8 +595,9 @@ def requester() -> Iterator[Case]:
         ("LEASE-7", "LEASE-8"))
     yield _scenario("rejected_then_other_output", [
         claim(T0), result(T0 + 1, 1), verified(T0 + 2, 1, False, "bad_field"),
-        result(T0 + 3, 1, output=OUT2)],
-        "after a rejection, a different output on the same lease is refused", ("LEASE-7",))
+        result(T0 + 3, 1, output=OUT2), heartbeat(T0 + 4, 1)],
+        "after a rejection, a different output on the same lease is refused; a heartbeat "
+        "gets the lease back unchanged", ("LEASE-6", "LEASE-7"))
     yield _scenario("heartbeat_while_verifying", [
         claim(T0), result(T0 + 1_000, 1), heartbeat(T0 + 5_000, 1), tick(T0 + 30_000),
         verified(T0 + 30_001, 1)],
