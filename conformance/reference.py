@@ -3,7 +3,8 @@
 Each handler takes the input files and parameters of one vector and answers with an
 :class:`Outcome`, using nothing but the public core API of ``p2pnode``. The generator runs the
 same handlers to check every case before it writes it, the runner calls them in-process, and
-``python -m conformance.adapter`` serves them over the adapter protocol (README.md).
+``python -m conformance.adapter`` serves them over the adapter protocol (README.md). The
+handlers of frames, jobs, matrices and blobs are in ``reference_jobs.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from conformance import files
+from conformance import files, reference_jobs
 from conformance.jsonform import from_json, to_json
 from conformance.model import Outcome
 from p2pnode.caps.table import CapTable, validate_ad
@@ -173,6 +174,7 @@ HANDLERS: dict[str, Handler] = {
     "caps/validate": caps_validate,
     "caps/table": caps_table,
     "caps/rate_limit": rate_limit,
+    **reference_jobs.HANDLERS,
 }
 
 

@@ -177,7 +177,7 @@ class MarketService:
             self.blobs.close()
 
     def _resume(self) -> None:
-        """Load our jobs from SQLite: open ones continue where they were (JOB-P2)."""
+        """Load our jobs from SQLite: open ones continue where they were (XCH-10)."""
         for job_id, raw, row, _created in self.node.store.req_jobs():
             sj = SignedJob.open(raw)
             self.jobs[job_id] = RequesterJob.from_row(job_id, sj.spec, raw, row)
@@ -271,7 +271,7 @@ class MarketService:
         event(log, "job.finished", job=job.id.hex(), state=job.state.value)
 
     def _candidates(self, job: RequesterJob) -> list[str]:
-        """Workers from the capability table that meet the job (spec 04 §4.2)."""
+        """Workers from the capability table that meet the job (spec 04 §3.3, OFR-1)."""
         spec = job.spec
         now = self.now()
         excluded = {peer_id_str(w) for w in job.excluded_workers()}

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 
-from conformance.cases import caps, encoding, envelope, identity
+from conformance.cases import blob, caps, encoding, envelope, framing, identity, jobs, tensors
 from conformance.model import Case
 
 AREAS: dict[str, Mapping[str, Callable[[], Iterator[Case]]]] = {
-    "encoding": encoding.HANDLERS,
+    "encoding": {**encoding.HANDLERS, **framing.HANDLERS},
     "identity": identity.HANDLERS,
     "envelope": envelope.HANDLERS,
     "caps": caps.HANDLERS,
+    "jobs": jobs.HANDLERS,
+    "tensors": tensors.HANDLERS,
+    "blob": blob.HANDLERS,
 }
 
 

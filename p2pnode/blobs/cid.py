@@ -1,4 +1,4 @@
-"""Content ids of blobs: the sha2-256 multihash of the content (spec/01-encoding.md §3).
+"""Content ids of blobs: the sha2-256 multihash of the content (spec/05-content.md, BLOB-1).
 
     cid = 0x12 0x20 || sha2-256(content)        ; 34 bytes
 

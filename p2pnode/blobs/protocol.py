@@ -1,108 +1,23 @@
 """Blob exchange, ``/p2pnode/<net>/blob/1``: fetch content-addressed bytes from a peer.
 
-Purpose
--------
-Job inputs and results travel as blobs named by their content id, so a receiver checks
-what it got against the name it asked for and no peer can substitute other bytes. A peer
-that holds a blob serves it to any peer that asks; the protocol carries no signatures.
-
-Content id
-----------
-::
-
-    cid = h'1220' || sha2-256(content)          ; multihash sha2-256, 34 bytes
-
-Messages
---------
-Every message is canonical CBOR (spec 01 §2) in one length-prefixed frame (spec 01 §5:
-``uvarint(len) || payload``). Body frames carry raw content bytes, not CBOR.
+The normative text is spec/05-content.md: messages (CDDL in spec/schemas/blob.cddl), rules
+BLOB-1 to BLOB-14, parameters and security considerations. In short:
 
 ::
 
-    BlobRequest = {                             ; client -> server, one frame
-        "cid": bstr .size 34,                   ; starts with h'1220'
-        "max": uint,                            ; largest size the client accepts, bytes
-    }
+    cid = h'1220' || sha2-256(content)          ; multihash sha2-256, 34 bytes (BLOB-1)
 
-    BlobResponse = BlobFound / BlobRefused      ; server -> client, one frame
-    BlobFound   = { "ok": true,  "size": uint } ; the content follows
-    BlobRefused = { "ok": false, "reason": tstr .size (1..32) }   ; a reason code
+    BlobRequest = { "cid": bstr .size 34, "max": uint }             ; client -> server
+    BlobResponse = BlobFound / BlobRefused                          ; server -> client
+    BlobFound   = { "ok": true,  "size": uint }                     ; content follows
+    BlobRefused = { "ok": false, "reason": tstr .size (1..32) }     ; a reason code
+    BodyFrame = bstr .size (1..65536)           ; raw content, only after BlobFound
 
-    BlobBody = *BodyFrame                       ; only after BlobFound
-    BodyFrame = bstr .size (1..65536)           ; raw content, framed as above
-
-Rules
------
-1. The client opens a stream with protocol id ``/p2pnode/<net>/blob/1``, sends one
-   ``BlobRequest`` frame and SHOULD then close its write side. It MUST NOT send more.
-2. The server MUST refuse a request frame longer than ``MAX_REQUEST_SIZE`` as soon as its
-   length prefix is read (``too_large``), and a request that is not complete within
-   ``REQUEST_TIMEOUT`` (the stream is reset; counted as ``truncated``). Bytes after the
-   request frame are refused (``trailing_bytes``).
-3. A request with a field other than ``cid`` and ``max`` is refused (``unknown_field``);
-   a missing field, a ``max`` that is not an unsigned integer, or a ``cid`` that is not
-   34 bytes starting with ``h'1220'`` is refused (``bad_field``); input that is not
-   canonical CBOR is refused with the codec's reason (spec 01).
-4. The server answers a refused request with ``BlobRefused`` carrying that reason when the
-   stream still allows it, then closes the stream; it MUST NOT stop serving other streams.
-5. A server that does not hold ``cid`` answers ``BlobRefused("not_found")``. A server that
-   holds it with ``size > max`` answers ``BlobRefused("too_large")`` and sends no content.
-   A server SHOULD bound its transfers to ``MAX_TRANSFERS_PER_PEER`` per requesting peer
-   and ``MAX_CONCURRENT_TRANSFERS`` in all; a request over either bound MAY wait up to
-   ``BUSY_WAIT`` for a slot and is then answered ``BlobRefused("busy")``. Clients SHOULD
-   run at most ``MAX_TRANSFERS_PER_PEER`` fetches from one peer at a time.
-6. Otherwise the server answers ``BlobFound(size)`` followed by the content in body frames
-   of 1 to ``CHUNK_SIZE`` bytes whose lengths sum to exactly ``size`` (a blob of size 0
-   has no body frame), then closes its write side. Senders SHOULD fill every body frame
-   but the last.
-7. The client MUST check, failing the fetch with the reason named:
-   a. the response frame is at most ``MAX_HEADER_SIZE`` bytes and is a valid
-      ``BlobResponse`` with no other fields (``too_large``, ``unknown_field``,
-      ``bad_field``, or the codec's reason); a ``reason`` that is not a reason code of
-      spec 01 is ``bad_field``;
-   b. ``size <= max`` on ``BlobFound``, before it reads any content (``too_large``);
-   c. every body frame is at most ``CHUNK_SIZE`` bytes, decided from its length prefix
-      (``too_large``) and not empty (``bad_field``);
-   d. the content never exceeds ``size``: a frame that goes past it, or bytes received
-      after the last one, fail the fetch (``too_large``);
-   e. the stream does not end or reset before ``size`` bytes arrived (``truncated``);
-   f. ``sha2-256`` of the content equals the digest in ``cid`` (``hash_mismatch``).
-   Content MUST NOT be used or stored as the blob before check f passed.
-8. A ``BlobRefused`` is a failed fetch with the server's reason. The client bounds the
-   whole fetch by its own deadline; the reference client raises ``trio.TooSlowError``
-   when it passes (a slow peer is not proven faulty, a peer failing rule 7 is).
-
-Parameters
-----------
-=========================  =========  ============================================
-name                       default    rationale
-=========================  =========  ============================================
-CHUNK_SIZE                 65536      one Yamux data frame; keeps the reader prompt
-MAX_BLOB_SIZE              64 MiB     default store and client limit (``max``)
-MAX_REQUEST_SIZE           64 bytes   a request encodes to at most 54 bytes
-MAX_HEADER_SIZE            64 bytes   a response header encodes to at most 46 bytes
-MAX_REASON_LEN             32 bytes   longest reason code with room to spare
-REQUEST_TIMEOUT            10 s       a request is one small frame
-MAX_CONCURRENT_TRANSFERS   8          bounds the disk and bandwidth one server spends
-MAX_TRANSFERS_PER_PEER     4          one peer cannot take every slot
-BUSY_WAIT                  2 s        short queue before ``busy``
-TRANSFER_TIMEOUT           300 s      server-side bound on one transfer
-=========================  =========  ============================================
-
-Security considerations
------------------------
-- The content id is the only trust anchor: a server can lie about anything else, so the
-  client checks size on every frame and the hash at the end (rule 7). Partial content is
-  discarded, never stored under the cid.
-- ``max`` lets the client refuse a large blob before any content flows; the per-frame
-  check bounds its memory to ``size`` even if the server keeps sending.
-- A server spends one request frame of read buffer, one file handle and
-  ``CHUNK_SIZE``-sized reads per transfer, with a concurrency bound; slow or silent
-  clients are cut off by ``REQUEST_TIMEOUT`` and by the muxer's flow-control timeout. A
-  client that reads just fast enough to keep a transfer alive holds a slot up to
-  ``TRANSFER_TIMEOUT``; the per-peer bound keeps one peer from holding them all.
-- The protocol reveals which blobs a peer holds to anyone who asks by cid; blobs are
-  public job material and must not carry secrets.
+Every message is canonical CBOR in one frame (spec 01 §4.1: ``uvarint(len) || payload``);
+body frames carry raw content bytes. The server refuses a bad request with its reason
+(BLOB-2 to BLOB-4), answers ``not_found``, ``too_large`` or ``busy`` (BLOB-5, BLOB-6) or
+sends the content (BLOB-7); the client checks the header, the size, every frame and the hash
+before it uses a byte (BLOB-8 to BLOB-13).
 
 This module is the sans-IO half: messages with ``encode``/``decode``, the pure decision
 :func:`answer`, a request reader for servers and a response reader and
@@ -120,6 +35,7 @@ from p2pnode.wire import cbor
 from p2pnode.wire.framing import FrameDecoder, encode_frame
 from p2pnode.wire.reasons import Reason, WireError
 
+# Parameters; their rationale is in spec/05-content.md §5.
 CHUNK_SIZE = 65536
 MAX_BLOB_SIZE = 64 << 20
 MAX_REQUEST_SIZE = 64
@@ -152,7 +68,7 @@ def _check_keys(obj: Any, expected: frozenset[str], what: str) -> dict[Any, Any]
 
 @dataclass(frozen=True, slots=True)
 class BlobRequest:
-    """``BlobRequest`` of the blob protocol (rule 1); ``max_size`` is ``"max"`` on the wire."""
+    """``BlobRequest`` of the blob protocol (BLOB-2); ``max_size`` is ``"max"`` on the wire."""
 
     cid: bytes
     max_size: int
@@ -176,7 +92,7 @@ class BlobRequest:
 
 @dataclass(frozen=True, slots=True)
 class BlobFound:
-    """``BlobFound``: the server holds the blob; ``size`` content bytes follow (rule 6)."""
+    """``BlobFound``: the server holds the blob; ``size`` content bytes follow (BLOB-7)."""
 
     size: int
 
@@ -190,7 +106,7 @@ class BlobFound:
 
 @dataclass(frozen=True, slots=True)
 class BlobRefused:
-    """``BlobRefused``: no content follows; ``reason`` says why (rules 4 and 5)."""
+    """``BlobRefused``: no content follows; ``reason`` says why (BLOB-4 to BLOB-6)."""
 
     reason: Reason
 
@@ -204,7 +120,7 @@ _REFUSED_KEYS = frozenset({"ok", "reason"})
 
 
 def decode_response(payload: bytes) -> BlobResponse:
-    """Decode and check a ``BlobResponse`` frame (rule 7a)."""
+    """Decode and check a ``BlobResponse`` frame (BLOB-8)."""
     obj = cbor.decode(payload, max_size=MAX_HEADER_SIZE)
     if not isinstance(obj, dict):
         raise WireError(Reason.BAD_FIELD, "response is a map")
@@ -227,7 +143,7 @@ def decode_response(payload: bytes) -> BlobResponse:
 
 
 def answer(request: BlobRequest, held_size: int | None) -> BlobResponse:
-    """The server's answer to ``request`` given the size of the blob it holds (rule 5)."""
+    """The server's answer to ``request`` given the size of the blob it holds (BLOB-5)."""
     if held_size is None:
         return BlobRefused(Reason.NOT_FOUND)
     if held_size > request.max_size:
@@ -248,7 +164,7 @@ def body_frames(content: bytes | bytearray | memoryview) -> bytes:
 
 
 class BlobRequestReader:
-    """Server side: feed stream bytes, get the one request (rules 1 to 3)."""
+    """Server side: feed stream bytes, get the one request (BLOB-2, BLOB-3)."""
 
     def __init__(self) -> None:
         self._decoder = FrameDecoder(MAX_REQUEST_SIZE)
@@ -273,7 +189,7 @@ class BlobRequestReader:
 
 
 class BlobReceiver:
-    """Checks the content of one transfer against its cid (rule 7b, 7d, 7e, 7f).
+    """Checks the content of one transfer against its cid (BLOB-9, BLOB-11 to BLOB-13).
 
     ``announce(size)`` with the size from ``BlobFound``, ``feed`` every piece of content
     in order, ``finish()`` when the content is complete. Each check raises WireError.
@@ -360,7 +276,7 @@ class _State(Enum):
 
 
 class BlobResponseReader:
-    """Client side: feed stream bytes in, pull checked events out (rule 7).
+    """Client side: feed stream bytes in, pull checked events out (BLOB-8 to BLOB-14).
 
     ``receive_data(b)`` with what the stream gave, ``receive_eof()`` when it ended, and
     ``next_event()`` until it returns None (more bytes needed). After a WireError the

@@ -1,4 +1,4 @@
-"""Job discovery through the Kad-DHT (spec/04-jobs.md §3), sans-IO.
+"""Job discovery through the Kad-DHT (spec/04-jobs.md §3.1, §3.2), sans-IO.
 
 - Value records: key ``/p2pjob/<hex job id>``, value the JobSpec envelope. A record is valid
   when the value opens as a ``job.spec`` of our network, its content id equals the id in the
@@ -29,14 +29,17 @@ def job_id_from_key(key: str) -> bytes:
     if not key.startswith(prefix):
         raise WireError(Reason.BAD_FIELD, "not a job record key")
     try:
-        return bytes.fromhex(key[len(prefix):])
+        job_id = bytes.fromhex(key[len(prefix):])
     except ValueError as e:
         raise WireError(Reason.BAD_FIELD, "job record key is not hex") from e
+    if job_id.hex() != key[len(prefix):]:  # one key per record: lowercase, no spaces
+        raise WireError(Reason.BAD_FIELD, "job record key is not lowercase hex")
+    return job_id
 
 
 def validate_job_record(key: str, value: bytes, *, net: str,
                         now_ms: int) -> tuple[Verdict, SignedJob | None]:
-    """Rules DHT-1..DHT-4."""
+    """Rules DHT-1 to DHT-5, in the order of DHT-6."""
     try:
         job_id = job_id_from_key(key)  # DHT-1
         job = SignedJob.open(value)  # DHT-2 (envelope, signature, schema)
@@ -44,9 +47,9 @@ def validate_job_record(key: str, value: bytes, *, net: str,
         return Reject(e.reason, e.detail), None
     if job.id != job_id:  # DHT-3
         return Reject(Reason.ID_MISMATCH, "record id differs from content"), None
-    if job.spec.net != net:
+    if job.spec.net != net:  # DHT-4
         return Reject(Reason.WRONG_NETWORK, job.spec.net), None
-    if job.spec.deadline <= now_ms:  # DHT-4
+    if job.spec.deadline <= now_ms:  # DHT-5
         return Reject(Reason.EXPIRED), None
     return ACCEPT, job
 

@@ -1,4 +1,4 @@
-"""The job market state machines (spec/04-jobs.md §4-5), sans-IO.
+"""The job market state machines (spec/04-jobs.md §4, §5.2), sans-IO.
 
 ``RequesterJob`` is one job as its requester sees it; ``WorkerPolicy`` decides what a worker
 may take. Both take decoded messages and ``now`` (ms) and return decisions; the shell
@@ -216,7 +216,7 @@ class RequesterJob:
     # -- events -----------------------------------------------------------------------------
 
     def on_claim(self, worker: bytes, price: int, now: int) -> Grant | Refuse:
-        """A worker claims the job (JOB-C1..C5)."""
+        """A worker claims the job (LEASE-3)."""
         if self.terminal:
             return Refuse(Reason.BAD_STATE, f"job is {self.state.value}")
         if now >= self.spec.deadline:
@@ -251,7 +251,7 @@ class RequesterJob:
 
     def on_heartbeat(self, worker: bytes, number: int, progress: int,
                      now: int) -> Grant | Refuse:
-        """The leaseholder reports progress; the lease is renewed (JOB-H1..H3)."""
+        """The leaseholder reports progress; the lease is renewed (LEASE-5, LEASE-6)."""
         if self.terminal:
             return Refuse(Reason.BAD_STATE, f"job is {self.state.value}")
         checked = self._check_holder(worker, number, now)
@@ -271,7 +271,7 @@ class RequesterJob:
 
     def on_result(self, worker: bytes, number: int, output: bytes, now: int,
                   compute_ms: int = 0) -> Verify | Decided | Refuse:
-        """The leaseholder returns a result (JOB-R1..R4)."""
+        """The leaseholder returns a result (LEASE-5, LEASE-7)."""
         lease = self.leases.get(number)
         if lease is None or lease.worker != worker:
             return Refuse(Reason.NOT_LEASEHOLDER, f"lease {number}")
@@ -294,7 +294,7 @@ class RequesterJob:
         return Verify(lease)
 
     def on_verified(self, number: int, ok: bool, reason: str, now: int) -> Lease:
-        """The shell finished checking a result (fetch + verification policy)."""
+        """The shell finished checking a result (fetch + verification policy; LEASE-8)."""
         lease = self.leases[number]
         if lease.state is not LeaseState.VERIFYING:
             return lease
@@ -320,7 +320,7 @@ class RequesterJob:
         return lease
 
     def on_tick(self, now: int) -> list[str]:
-        """Time passes: expire leases and the job itself (JOB-T1..T2). Returns what happened."""
+        """Time passes: expire leases and the job itself (LEASE-9). Returns what happened."""
         happened: list[str] = []
         if self.terminal:
             return happened
@@ -389,7 +389,7 @@ class WorkerProfile:
 
 
 class WorkerPolicy:
-    """Which jobs a worker takes (JOB-W1..W5); tracks the jobs it holds."""
+    """Which jobs a worker takes (WRK-1, WRK-2); tracks the jobs it holds."""
 
     def __init__(self, profile: WorkerProfile) -> None:
         self.profile = profile

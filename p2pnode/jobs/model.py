@@ -1,4 +1,4 @@
-"""Job market messages (spec/04-jobs.md §2).
+"""Job market messages (spec/04-jobs.md §2; schemas in spec/schemas/jobs.cddl).
 
 Every message is a signed envelope (spec 01 §3). The JobSpec is signed by the requester and
 its id is the content id of its envelope; every other message names the job by that id.
@@ -11,7 +11,7 @@ its id is the content id of its envelope; every other message names the job by t
     job.claim      worker      "I will run this job at this price"
     job.lease      requester   the assignment, with an expiry; renewed by heartbeats
     job.heartbeat  worker      "still running", with progress
-    job.result     worker      output content id (+ proof, filled in by spec 05)
+    job.result     worker      output content id (+ proof, filled in by the proofs chapter)
     job.verdict    requester   accepted or rejected, with a reason
     job.refuse     either      a refusal with a reason code
 """
@@ -113,7 +113,7 @@ class Requirements:
 
     @property
     def resource_class(self) -> str:
-        """Discovery class (spec 04 §3): jobs that need a GPU are found apart from CPU jobs."""
+        """Resource class (JOB-6): jobs that need a GPU are found apart from CPU jobs."""
         return "gpu" if self.gpu or self.gpu_mem > 0 else "cpu"
 
 
@@ -136,7 +136,7 @@ class JobSpec:
     lease_s: int
     redundancy: int
     nonce: bytes
-    verify: tuple[tuple[str, Any], ...] = ()  # verification policy: filled in by spec 05
+    verify: tuple[tuple[str, Any], ...] = ()  # verification policy: the proofs chapter
 
     def to_body(self) -> dict[str, Any]:
         return {

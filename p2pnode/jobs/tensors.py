@@ -1,7 +1,7 @@
 """Matrix blobs: the byte format of matmul inputs and outputs, and seeded random matrices.
 
-Matrix blob (normative)
------------------------
+Matrix blob (spec/04-jobs.md §7.2, MAT-1 to MAT-4)
+---------------------------------------------------
 A matrix blob is one canonical CBOR item (spec/01-encoding.md §2), a map of exactly three
 entries::
 
@@ -24,8 +24,8 @@ Rules:
 4. Canonical CBOR fixes the key order ``"data"``, ``"dtype"``, ``"shape"``, so one matrix
    has exactly one blob and its content id is well defined.
 
-Seeded random int8 matrices (normative)
----------------------------------------
+Seeded random int8 matrices (MAT-5)
+-----------------------------------
 ``random_int8_matrix(rows, cols, seed)`` is reproducible by any implementation:
 
 1. ``d = SHA-256(seed)``; ``initstate`` = ``d[0:16]`` and ``initseq`` = ``d[16:32]``, each

@@ -2,7 +2,7 @@
 
 This version checks what the job kind makes checkable without recomputing: the output must
 decode as the kind's output type with the shape the inputs imply. Cryptographic checks
-(Freivalds for matmul, checkpoint chains for wasm) plug in here with spec 05.
+(Freivalds for matmul, checkpoint chains for wasm) plug in here with the proofs chapter.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ MAX_CHECK_ELEMENTS = 1 << 26
 
 
 def check_output(spec: JobSpec, inputs: dict[str, bytes | None], output: bytes) -> Reason | None:
-    """None when ``output`` is acceptable for ``spec``, else the reason it is not."""
+    """None when ``output`` is acceptable for ``spec``, else the reason it is not (VER-2)."""
     if spec.kind == "matmul":
         a_raw, b_raw = inputs.get("a"), inputs.get("b")
         if a_raw is None or b_raw is None:

@@ -1,4 +1,4 @@
-"""The libp2p shell of ``/p2pnode/<net>/blob/1`` (rules in p2pnode/blobs/protocol.py).
+"""The libp2p shell of ``/p2pnode/<net>/blob/1`` (rules in spec/05-content.md).
 
 Server: :class:`BlobHandler` (``make_blob_handler``) for ``host.set_stream_handler``.
 Client: :func:`fetch_blob` (content in memory) and :func:`fetch_blob_to_store`.
@@ -96,7 +96,7 @@ async def _write(stream: Any, data: bytes) -> None:
 
 
 class BlobHandler:
-    """Serves blobs from a :class:`BlobStore` on inbound blob/1 streams (rules 2 to 6).
+    """Serves blobs from a :class:`BlobStore` on inbound blob/1 streams (BLOB-2 to BLOB-7).
 
     An instance is the async stream handler: ``host.set_stream_handler(pid, handler)``.
     Requests that break the protocol are counted with ``metrics_reject(reason)``; answers
@@ -335,7 +335,7 @@ async def fetch_blob(
     """Fetch the blob ``cid`` from ``peer_id``; return its content, hash-checked.
 
     Raises ``WireError`` with the reason on every failure the peer can cause: its refusal
-    (``not_found``, ``too_large``, ``busy``, ...), a response that breaks rule 7
+    (``not_found``, ``too_large``, ``busy``, ...), a response that breaks BLOB-8 to BLOB-13
     (``too_large``, ``bad_field``, ``truncated``, ``hash_mismatch``, codec reasons), and
     ``not_found`` also when no blob/1 stream can be opened to the peer. Raises
     ``trio.TooSlowError`` when the whole fetch takes longer than ``timeout`` seconds.

@@ -14,7 +14,8 @@ from p2pnode.wire.reasons import Reason
 
 
 class JobRecordValidator(Validator):  # type: ignore[misc]
-    """Runs rules DHT-1..4 on every put and get of a ``/p2pjob/`` record."""
+    """Runs rules DHT-1 to DHT-6 (spec 04 §3.1) on every put and get of a ``/p2pjob/``
+    record."""
 
     def __init__(self, net: str, now_ms: Callable[[], int],
                  on_reject: Callable[[Reason], None]) -> None:

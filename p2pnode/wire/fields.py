@@ -1,4 +1,4 @@
-"""Field checks shared by every message body decoder (spec 01 §7).
+"""Field checks shared by every message body decoder (CAPS-4, JOB-2, JOB-3, JOB-7).
 
 Each raises ``WireError`` with BAD_FIELD (wrong type, size or range) or UNKNOWN_FIELD.
 """

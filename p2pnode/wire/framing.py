@@ -1,4 +1,4 @@
-"""Length-prefixed frames for stream protocols (spec/01-encoding.md §5).
+"""Length-prefixed frames for stream protocols (spec/01-encoding.md §4.1, FRM-1 to FRM-4).
 
 A frame is ``uvarint(len) || payload`` (unsigned LEB128, as multiformats' unsigned-varint,
 at most 9 bytes, minimal encoding). Each stream protocol states its own frame size limit.

@@ -37,7 +37,7 @@ class Reason(StrEnum):
     CLOCK_SKEW = "clock_skew"
     EXPIRED = "expired"
     RATE_LIMITED = "rate_limited"
-    # content and jobs (spec 04 onwards)
+    # jobs and content (spec 04, spec 05)
     HASH_MISMATCH = "hash_mismatch"
     NOT_FOUND = "not_found"
     ID_MISMATCH = "id_mismatch"

@@ -2,7 +2,7 @@
 
 A malicious server is a raw stream handler written here; a malicious client is a raw stream
 opened against the real handler. The honest side must fail the transfer with the reason of
-rule 7 (client) or reject, count and keep serving (server).
+BLOB-8 to BLOB-13 (client) or reject, count and keep serving (server) (spec 05).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A hostile peer against the job market of real nodes (spec 04 §5, §8).
+"""A hostile peer against the job market of real nodes (spec 04 §5, §9).
 
 Each attack is refused with its reason code, counted in the victim's metrics, and the
 market keeps working for honest peers.

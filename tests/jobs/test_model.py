@@ -89,6 +89,7 @@ def test_dht_record_validation() -> None:
         (key, raw, "u", T0, Reason.WRONG_NETWORK),
         (key, raw, "t", T0 + 60_000, Reason.EXPIRED),
         ("/other/" + job.id.hex(), raw, "t", T0, Reason.BAD_FIELD),
+        ("/p2pjob/" + job.id.hex().upper(), raw, "t", T0, Reason.BAD_FIELD),  # one key only
         (key, forged, "t", T0, Reason.BAD_SIGNATURE),
         (key, cbor.encode({"t": "job.spec"}), "t", T0, Reason.BAD_ENVELOPE),
     ]

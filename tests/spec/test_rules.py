@@ -15,14 +15,18 @@ from p2pnode.wire.reasons import Reason
 
 SPEC = Path(__file__).resolve().parents[2] / "spec"
 CHAPTERS = sorted(SPEC.glob("*.md"))
-PREFIXES = ("ID", "ENC", "ENV", "CAPS", "TBL", "PUB", "RL", "NET")
+PREFIXES = ("ID", "ENC", "ENV", "FRM", "CAPS", "TBL", "PUB", "RL", "NET", "JOB", "DHT", "OFR",
+            "LEASE", "XCH", "WRK", "VER", "MAT", "EXE", "BLOB")
 RULE_DEF = re.compile(r"^- \*\*([A-Z]+-\d+)\*\*", re.M)
 RULE_REF = re.compile(r"\b(%s)-(\d+)\b" % "|".join(PREFIXES))
 
 # Rules about behaviour a vector cannot show: the libp2p host, key files, publishing,
-# memory bounds, the network stack.
+# memory bounds, the network stack, what a node sends and stores, timing and load.
 NOT_BY_VECTORS = {"ID-5", "ID-6", "TBL-5", "RL-2"} | {f"PUB-{i}" for i in range(1, 9)} | {
-    f"NET-{i}" for i in range(1, 13)}
+    f"NET-{i}" for i in range(1, 13)} | {
+    "JOB-5", "DHT-7", "DHT-9", "OFR-1", "OFR-2", "OFR-3", "VER-1", "VER-3", "BLOB-4",
+    "BLOB-6"} | {f"XCH-{i}" for i in (1, 2, 3, 4, 6, 7, 8, 9, 10)} | {
+    f"WRK-{i}" for i in range(4, 9)}
 
 
 def _defined() -> dict[str, str]:
@@ -62,6 +66,17 @@ def test_every_reference_names_a_defined_rule() -> None:
             assert rule in defined, f"{handler}/{case.name} cites {rule}"
 
 
+def test_the_code_cites_defined_rules_only() -> None:
+    defined = _defined()
+    root = SPEC.parent
+    for py in sorted([*root.glob("p2pnode/**/*.py"), *root.glob("conformance/**/*.py")]):
+        text = py.read_text()
+        for prefix, n in RULE_REF.findall(text):
+            assert f"{prefix}-{n}" in defined, f"{py.relative_to(root)} cites {prefix}-{n}"
+        stale = re.findall(r"\b(?:JOB|DHT)-[A-Z]\d", text)
+        assert not stale, f"{py.relative_to(root)} cites {stale}"
+
+
 def test_every_testable_rule_has_a_vector() -> None:
     cited = {r for v in runner.load(runner.DEFAULT_VECTORS) for r in v.meta["rules"]}
     missing = sorted(set(_defined()) - cited - NOT_BY_VECTORS)
@@ -70,7 +85,8 @@ def test_every_testable_rule_has_a_vector() -> None:
 
 
 def _table_rows(text: str, header_start: str) -> list[list[str]]:
-    lines = text.splitlines()
+    """The rows of every table whose header starts so; tables may be indented (in a list)."""
+    lines = [line.strip() for line in text.splitlines()]
     rows: list[list[str]] = []
     for i, line in enumerate(lines):
         if line.startswith(header_start):
@@ -90,7 +106,8 @@ def test_reason_table_lists_every_reason_code() -> None:
         assert RULE_REF.search(r[2]), r
 
 
-@pytest.mark.parametrize("chapter", ["01-encoding.md", "02-capabilities.md", "03-network.md"])
+@pytest.mark.parametrize("chapter", ["01-encoding.md", "02-capabilities.md", "03-network.md",
+                                     "04-jobs.md", "05-content.md"])
 def test_parameter_tables_match_the_code(chapter: str) -> None:
     rows = _table_rows((SPEC / chapter).read_text(), "| Parameter | Value |")
     assert rows
@@ -133,3 +150,30 @@ def test_links_between_chapters_resolve() -> None:
             assert (SPEC / name).exists(), f"{md.name} links to {name}"
             if anchor:
                 assert anchor in anchors[name], f"{md.name} links to {name}#{anchor}"
+
+
+def test_the_requester_state_table_is_the_code() -> None:
+    from p2pnode.jobs.market import TRANSITIONS
+
+    rows = _table_rows((SPEC / "04-jobs.md").read_text(), "| state | event | next state |")
+    table = {(state, event): nxt for state, event, nxt in rows}
+    assert len(table) == len(rows)  # no pair twice
+    assert table == {(s.value, e.value): n.value for (s, e), n in TRANSITIONS.items()}
+
+
+def test_message_type_tables_are_the_code() -> None:
+    import p2pnode.caps.model  # noqa: F401  (registers caps.ad)
+    from p2pnode.jobs import model
+    from p2pnode.wire import envelope
+
+    env2 = _table_rows((SPEC / "01-encoding.md").read_text(), "| `t` | versions |")
+    listed = {}
+    for t, versions, limit, _chapter in env2:
+        listed[t.strip("`")] = (versions, int(limit.removesuffix(" bytes")))
+    assert listed == {t: (",".join(map(str, sorted(envelope.VERSIONS[t]))), size)
+                      for t, size in envelope.SIZE_LIMITS.items()}
+    jobs = _table_rows((SPEC / "04-jobs.md").read_text(), "| `t` | CDDL rule |")
+    assert {r[0].strip("`"): int(r[4]) for r in jobs} == model.SIZES
+    for t, rule, *_ in jobs:
+        name = t.strip("`").split(".")[1]
+        assert rule.strip("`") == ("JobSpec" if name == "spec" else "Job" + name.capitalize())

@@ -1,4 +1,4 @@
-"""Job executors by kind (spec 04 §Execution): ``matmul`` and ``wasm``.
+"""Job executors by kind (spec 04 §7): ``matmul`` and ``wasm``.
 
 The node shell looks an executor up once per kind and calls ``run`` in a worker thread::
 

@@ -1,4 +1,4 @@
-"""What every executor shares: limits, the result, the error, the protocol (spec 04 §Execution).
+"""What every executor shares: limits, the result, the error, the protocol (spec 04 §7.1).
 
 An executor is a plain synchronous function object: it takes the job's inputs (blobs by
 name, already fetched and hash-checked by the shell), the job's params and the worker's
@@ -82,7 +82,7 @@ class ExecError(Exception):
 
 @runtime_checkable
 class Executor(Protocol):
-    """One job kind's executor (spec 04 §Execution)."""
+    """One job kind's executor (spec 04 §7.1, EXE-1)."""
 
     kind: str
 

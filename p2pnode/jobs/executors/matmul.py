@@ -1,4 +1,4 @@
-"""The ``matmul`` executor: exact int8 x int8 -> int64 matrix product (spec 04 §matmul).
+"""The ``matmul`` executor: exact int8 x int8 -> int64 matrix product (spec 04 §7.3).
 
 Inputs ``{"a": int8 n x k, "b": int8 k x m}`` (matrix blobs, :mod:`p2pnode.jobs.tensors`),
 no params; output ``a @ b`` as an int64 n x m matrix blob, exact.
@@ -117,7 +117,7 @@ def matmul_exact_cpu(a: npt.NDArray[np.int8], b: npt.NDArray[np.int8]) -> npt.ND
 
 
 class MatmulExecutor:
-    """Executor of ``matmul`` jobs (spec 04 §matmul) on the CPU or a GPU.
+    """Executor of ``matmul`` jobs (spec 04 §7.3, EXE-3, EXE-4) on the CPU or a GPU.
 
     ``device``: ``"cpu"``; ``"gpu"`` (always the GPU; an error if there is none); ``"auto"``
     (the GPU when one is present and the product has at least ``AUTO_GPU_MIN_WORK``

@@ -1,4 +1,4 @@
-"""The ``wasm`` executor: deterministic WebAssembly on wasmtime (spec 04 §wasm).
+"""The ``wasm`` executor: deterministic WebAssembly on wasmtime (spec 04 §7.4).
 
 Job inputs and params
 ---------------------
@@ -8,8 +8,8 @@ format is refused on the wire (:func:`compile_wat` is for examples and tests).
 ``params = {"fuel": uint}`` (optional): the fuel the job may burn, at most the worker's
 ``Limits.wasm_fuel``, which is also the default.
 
-ABI (normative)
----------------
+ABI (spec 04 EXE-6)
+-------------------
 A job module MUST import nothing and MUST export:
 
 * ``memory``: its linear memory (32-bit, not shared);
@@ -32,8 +32,8 @@ The host, in one fresh store per job (nothing persists between jobs):
 
 All integers in memory are the module's business; the host only moves bytes.
 
-Determinism
------------
+Determinism (spec 04 EXE-7)
+---------------------------
 The engine runs with fuel metering, NaN canonicalization (every float NaN result is the
 canonical NaN), no threads or shared memory, no relaxed SIMD, no memory64, no multiple
 memories, no GC, exceptions or stack switching, and no host functions at all (no WASI): a
@@ -44,8 +44,8 @@ one unit per executed operator; markers such as ``nop``, ``block`` and ``loop`` 
 so ``fuel_used`` is comparable between workers on the same wasmtime release;
 ``meta["engine"]`` names it.
 
-Outcomes
---------
+Outcomes (spec 04 EXE-8)
+------------------------
 * out of fuel: ``limit_exceeded`` (detail ``fuel``); deterministic.
 * out of memory: ``limit_exceeded`` (detail ``memory``) when the input or the module's
   initial memory is larger than the limit; when ``alloc`` traps while the input could not
@@ -272,7 +272,8 @@ def _trap_name(trap: wasmtime.Trap) -> str:
 
 
 class WasmExecutor:
-    """Executor of ``wasm`` jobs (spec 04 §wasm), ABI and profile in the module docstring.
+    """Executor of ``wasm`` jobs (spec 04 §7.4, EXE-5 to EXE-8), ABI and profile in the module
+    docstring.
 
     Each run gets its own engine, so the wall-time interruption of one job (an epoch tick)
     can never reach another job running in a neighbouring thread.
