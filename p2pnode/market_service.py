@@ -34,6 +34,8 @@ from p2pnode.jobs.market import (
     WorkerProfile,
 )
 from p2pnode.jobs.model import (
+    CID_SIZE,
+    MAX_DETAIL_LEN,
     NONCE_SIZE,
     T_CLAIM,
     T_GET,
@@ -134,8 +136,11 @@ class MarketService:
         return seal_message(self.identity, t, body)
 
     def _refuse(self, job: bytes, reason: Reason, detail: str = "") -> bytes:
+        # The detail is cut to its byte limit on a character boundary.
+        short = detail.encode()[:MAX_DETAIL_LEN].decode("utf-8", "ignore")
+        job = job if len(job) == CID_SIZE else b""
         return self._seal(T_REFUSE, {"net": self.net, "job": job, "reason": reason.value,
-                                     "detail": detail[:200], "ts": self.now()})
+                                     "detail": short, "ts": self.now()})
 
     def _lease_msg(self, job: RequesterJob, lease: Lease) -> bytes:
         return self._seal(T_LEASE, {"net": self.net, "job": job.id, "worker": lease.worker,
@@ -603,12 +608,18 @@ class MarketService:
             except (WireError, trio.TooSlowError, Exception):
                 failures += 1
                 continue
-            if reply.t == T_REFUSE or reply.signer != sj.requester:
+            try:
+                renewed = self._check_lease(sj, reply.raw)
+            except WireError as e:
+                self._reject(e.reason)
+                failures += 1
+                continue
+            if renewed is None or renewed["lease"] != item.lease["lease"]:
                 # Lost the lease (expired, reassigned, job over): stop working on it.
                 self._set_work_state(item, "abandoned", str(reply.body.get("reason")))
                 scope.cancel()
                 return
-            item.lease["expires"] = reply.body["expires"]
+            item.lease["expires"] = renewed["expires"]
 
     async def _submit_result(self, item: WorkItem, requester: str) -> str:
         sj = item.job

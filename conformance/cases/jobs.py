@@ -581,8 +581,8 @@ def requester() -> Iterator[Case]:
         ("LEASE-3", "LEASE-4", "LEASE-7", "LEASE-9"))
     yield _scenario("result_at_deadline", [
         claim(T0 + 55_000), result(T0 + 60_000, 1), tick(T0 + 60_000), verified(T0 + 60_100, 1)],
-        "a result in the deadline's very millisecond is taken for verification, but the "
-        "tick of that millisecond fails the job: the verdict is not accepted",
+        "a result in the deadline's very millisecond is refused, and the tick of that "
+        "millisecond fails the job with the lease's reason deadline_passed",
         ("LEASE-7", "LEASE-8", "LEASE-9"))
     yield _scenario("rejected_results_give_up", [
         claim(T0), result(T0 + 1, 1), result(T0 + 2, 1), verified(T0 + 3, 1, False,
@@ -596,8 +596,8 @@ def requester() -> Iterator[Case]:
     yield _scenario("rejected_then_other_output", [
         claim(T0), result(T0 + 1, 1), verified(T0 + 2, 1, False, "bad_field"),
         result(T0 + 3, 1, output=OUT2), heartbeat(T0 + 4, 1)],
-        "after a rejection, a different output on the same lease is refused; a heartbeat "
-        "gets the lease back unchanged", ("LEASE-6", "LEASE-7"))
+        "after a rejection, a different output on the same lease is refused, and so is a "
+        "heartbeat (bad_state)", ("LEASE-6", "LEASE-7"))
     yield _scenario("heartbeat_while_verifying", [
         claim(T0), result(T0 + 1_000, 1), heartbeat(T0 + 5_000, 1), tick(T0 + 30_000),
         verified(T0 + 30_001, 1)],

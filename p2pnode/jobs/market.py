@@ -258,8 +258,10 @@ class RequesterJob:
         if isinstance(checked, Refuse):
             return checked
         lease = checked
+        if lease.state is LeaseState.VERIFYING:
+            return Grant(lease)  # a heartbeat racing its own result: nothing to renew
         if lease.state is not LeaseState.ACTIVE:
-            return Grant(lease)
+            return Refuse(Reason.BAD_STATE, f"lease is {lease.state.value}")
         lease.expires = self._lease_end(now)
         lease.progress = min(progress, 1000)
         first = lease.heartbeats == 0
@@ -277,7 +279,7 @@ class RequesterJob:
             return Refuse(Reason.NOT_LEASEHOLDER, f"lease {number}")
         if lease.state in (LeaseState.ACCEPTED, LeaseState.REJECTED) and lease.output == output:
             return Decided(lease)  # a repeated result gets the same verdict
-        if now > self.spec.deadline:
+        if now >= self.spec.deadline:
             return Refuse(Reason.DEADLINE_PASSED)
         checked = self._check_holder(worker, number, now)
         if isinstance(checked, Refuse):
@@ -305,8 +307,6 @@ class RequesterJob:
             self._log(now, "verified", f"lease {number}")
             if done:
                 self.completed_at = now
-                for other in self.live_leases():
-                    other.state = LeaseState.EXPIRED
         else:
             lease.state = LeaseState.REJECTED
             lease.reason = reason
@@ -327,12 +327,14 @@ class RequesterJob:
         if now >= self.spec.deadline:
             for le in self.live_leases():
                 le.state = LeaseState.EXPIRED
+                le.reason = Reason.DEADLINE_PASSED.value
             self._step(E.DEADLINE, now)
             self._log(now, "expired", "deadline passed")
             return ["expired"]
         for le in list(self.leases.values()):
             if le.state is LeaseState.ACTIVE and now > le.expires:
                 le.state = LeaseState.EXPIRED
+                le.reason = Reason.LEASE_EXPIRED.value
                 self._log(now, "lease_expired", f"lease {le.number}")
                 self._step(E.LEASE_EXPIRED, now, f"after expired lease {le.number}")
                 happened.append("reassigned")

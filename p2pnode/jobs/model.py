@@ -42,6 +42,8 @@ MAX_REDUNDANCY = 8
 MAX_DEADLINE_MS = 7 * 24 * 3600 * 1000
 MAX_REASON_LEN = 64
 MAX_META = 16
+MAX_NET_LEN = 32
+MAX_DETAIL_LEN = 200
 
 T_SPEC = "job.spec"
 T_OFFER = "job.offer"
@@ -169,7 +171,7 @@ class JobSpec:
         verify = tuple(sorted((text(k, 32, "verify key", nonempty=True), _param_value(v, k))
                               for k, v in verify_raw.items()))
         spec = cls(
-            net=text(m["net"], 32, "net", nonempty=True),
+            net=text(m["net"], MAX_NET_LEN, "net", nonempty=True),
             kind=text(m["kind"], MAX_KIND_LEN, "kind", nonempty=True),
             inputs=inputs, params=params, req=Requirements.from_body(m["req"]),
             max_price=uint(m["max_price"], "max_price"),
@@ -238,6 +240,15 @@ def _t(v: Any, n: str) -> str:
     return text(v, MAX_REASON_LEN, n)
 
 
+def _net(v: Any, n: str) -> str:
+    return text(v, MAX_NET_LEN, n, nonempty=True)
+
+
+def _job_or_empty(v: Any, n: str) -> bytes:
+    # A refusal names the job it refuses, or nothing when the request was unreadable.
+    return v if v == b"" else cid(v, n)
+
+
 def _pk(v: Any, n: str) -> bytes:
     return bstr(v, n, size=32)
 
@@ -265,18 +276,19 @@ def _bool(v: Any, n: str) -> bool:
 
 
 SCHEMAS: dict[str, dict[str, Any]] = {
-    T_OFFER: {"net": _t, "spec": _spec_bytes, "ts": _u},
-    T_QUERY: {"net": _t, "kinds": _kinds, "class": _t, "ts": _u},
-    T_LIST: {"net": _t, "jobs": _cids, "ts": _u},
-    T_GET: {"net": _t, "job": cid},
-    T_CLAIM: {"net": _t, "job": cid, "price": _u, "ts": _u},
-    T_LEASE: {"net": _t, "job": cid, "worker": _pk, "lease": _u, "expires": _u, "price": _u},
-    T_HEARTBEAT: {"net": _t, "job": cid, "lease": _u, "progress": _u, "ts": _u},
-    T_RESULT: {"net": _t, "job": cid, "lease": _u, "output": cid, "size": _u, "proof": _meta,
+    T_OFFER: {"net": _net, "spec": _spec_bytes, "ts": _u},
+    T_QUERY: {"net": _net, "kinds": _kinds, "class": _t, "ts": _u},
+    T_LIST: {"net": _net, "jobs": _cids, "ts": _u},
+    T_GET: {"net": _net, "job": cid},
+    T_CLAIM: {"net": _net, "job": cid, "price": _u, "ts": _u},
+    T_LEASE: {"net": _net, "job": cid, "worker": _pk, "lease": _u, "expires": _u, "price": _u},
+    T_HEARTBEAT: {"net": _net, "job": cid, "lease": _u, "progress": _u, "ts": _u},
+    T_RESULT: {"net": _net, "job": cid, "lease": _u, "output": cid, "size": _u, "proof": _meta,
                "meta": _meta, "ts": _u},
-    T_VERDICT: {"net": _t, "job": cid, "lease": _u, "worker": _pk, "output": cid,
+    T_VERDICT: {"net": _net, "job": cid, "lease": _u, "worker": _pk, "output": cid,
                 "accepted": _bool, "reason": _t, "ts": _u},
-    T_REFUSE: {"net": _t, "job": bstr, "reason": _t, "detail": lambda v, n: text(v, 200, n),
+    T_REFUSE: {"net": _net, "job": _job_or_empty, "reason": _t,
+               "detail": lambda v, n: text(v, MAX_DETAIL_LEN, n),
                "ts": _u},
 }
 

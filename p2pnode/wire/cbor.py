@@ -65,7 +65,10 @@ def _encode(value: CborValue, out: list[bytes], depth: int) -> None:
         out.append(_head(_MT_BYTES, len(b)))
         out.append(b)
     elif isinstance(value, str):
-        b = value.encode("utf-8")
+        try:
+            b = value.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate has no UTF-8 form
+            raise WireError(Reason.MALFORMED, "text is not valid Unicode") from e
         out.append(_head(_MT_TEXT, len(b)))
         out.append(b)
     elif isinstance(value, list | tuple):

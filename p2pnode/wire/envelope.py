@@ -13,6 +13,7 @@ for one message type or version can never be replayed as another.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,10 +39,16 @@ SIZE_LIMITS: dict[str, int] = {}
 VERSIONS: dict[str, frozenset[int]] = {}
 
 
+_TYPE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
 def register_type(t: str, versions: set[int], size_limit: int) -> None:
-    """Declare a message type this implementation understands (idempotent)."""
-    if not 0 < len(t.encode()) <= MAX_TYPE_LEN:
-        raise ValueError(f"type name {t!r} must be 1..{MAX_TYPE_LEN} bytes")
+    """Declare a message type this implementation understands (idempotent).
+
+    Names are lowercase letters, digits, '.', '_' and '-': never '/' or NUL, which keeps
+    the signing input's header unambiguous (ENV-2)."""
+    if not 0 < len(t.encode()) <= MAX_TYPE_LEN or not _TYPE_NAME.fullmatch(t):
+        raise ValueError(f"type name {t!r} must be 1..{MAX_TYPE_LEN} of [a-z0-9._-]")
     SIZE_LIMITS[t] = size_limit
     VERSIONS[t] = frozenset(versions)
 
