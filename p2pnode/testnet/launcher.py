@@ -292,12 +292,12 @@ def _print_report(rep: dict[str, Any]) -> None:
     when = f" in {rep['converge_s']:.1f} s" if rep["converge_s"] is not None else ""
     print(f"testnet {rep['network']}: {verdict}{when}, {len(rep['nodes'])} nodes, "
           f"logs in {rep['dir']}")
-    print(f"{'#':>2}  {'PEER':<52}  {'PEERS':>5}  {'CAPS':>4}  NOTE")
     if "jobs" in rep:
         j = rep["jobs"]
         print(f"jobs: {j['submitted']} submitted, {j['completed']} completed, {j['failed']} "
               f"failed, {j['reassigned']} reassigned; latency p50 {j['p50_ms']} ms, "
               f"p99 {j['p99_ms']} ms")
+    print(f"{'#':>2}  {'PEER':<52}  {'PEERS':>5}  {'CAPS':>4}  NOTE")
     for n in rep["nodes"]:
         note = n.get("error", "")
         if n["ads_rejected"]:
