@@ -56,15 +56,20 @@ def ad(**changes: Any) -> CapabilityAd:
     return dataclasses.replace(BASE_AD, **changes)
 
 
-def body(**changes: Any) -> dict[str, Any]:
-    """The body of BASE_AD with top-level fields replaced (``None`` deletes a field)."""
-    b = BASE_AD.to_body()
+def edited(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with top-level fields replaced (``None`` deletes a field)."""
+    b = dict(base)
     for k, v in changes.items():
         if v is None:
             del b[k]
         else:
             b[k] = v
     return b
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    """The body of BASE_AD with top-level fields replaced (``None`` deletes a field)."""
+    return edited(BASE_AD.to_body(), changes)
 
 
 def seal(body_value: Any, signer: Identity = ALICE, t: str = AD_TYPE,

@@ -32,6 +32,7 @@ from conformance.cases.common import (
     NET,
     NOW_MS,
     assemble,
+    edited,
     key,
     seal,
     sign_bytes,
@@ -83,13 +84,7 @@ def job(**changes: Any) -> JobSpec:
 
 def spec_body(**changes: Any) -> dict[str, Any]:
     """The body of BASE_SPEC with top-level fields replaced (``None`` deletes one)."""
-    b = BASE_SPEC.to_body()
-    for k, v in changes.items():
-        if v is None:
-            del b[k]
-        else:
-            b[k] = v
-    return b
+    return edited(BASE_SPEC.to_body(), changes)
 
 
 def seal_spec(body: Any, signer: Any = ALICE) -> bytes:
