@@ -46,7 +46,7 @@ class Config:
     jobs_wall_time_s: float = 300.0
     jobs_wasm_fuel: int = 10_000_000_000
     jobs_wasm_memory_bytes: int = 256 << 20
-    jobs_matmul_max_n: int = 4096
+    jobs_matmul_max_n: int = 2048
     api_listen: str = "127.0.0.1:0"
     metrics_listen: str = "127.0.0.1:9464"
     log_level: str = "info"

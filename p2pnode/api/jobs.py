@@ -46,6 +46,15 @@ def _read(path: str, what: str) -> bytes:
         raise JobArgsError(f"cannot read {what} {path}: {e.strerror}") from e
 
 
+def check_matmul_size(n: int, max_blob_bytes: int) -> None:
+    """Refuse a matmul whose int64 output could not travel as one blob."""
+    out = n * n * 8
+    if out > max_blob_bytes:
+        raise JobArgsError(
+            f"matmul n={n} makes a {out >> 20} MiB output, over the {max_blob_bytes >> 20} MiB "
+            "blob limit ([jobs] max_blob_bytes)")
+
+
 def build_inputs(args: dict[str, Any]) -> tuple[dict[str, bytes], dict[str, Any]]:
     """Input blobs and params of one job from submit args (fresh random data each call)."""
     from p2pnode.jobs import tensors
@@ -105,6 +114,9 @@ def job_handlers(node: Any) -> dict[str, Any]:
         market = node.market
         count = _int(args, "count", 1, 1, MAX_COUNT) or 1
         req = requirements(args)
+        if args.get("kind") == "matmul" and not args.get("inputs"):
+            check_matmul_size(_int(args, "n", 256, 1, 1 << 16) or 1,
+                              node.config.jobs_max_blob_bytes)
         out = []
         for _ in range(count):
             inputs, params = build_inputs(args)
