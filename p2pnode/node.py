@@ -29,9 +29,13 @@ from p2pnode.wire.reasons import Reason
 
 log = logging.getLogger("p2pnode.node")
 
-# Receivers accept a burst of 5 ads per origin, then one per 2 s (spec 02 §5).
+# Receivers accept a burst of 5 ads per origin, then one per 2 s (spec 02 §5, RL-1).
 ADS_RATE_PER_S = 0.5
 ADS_BURST = 5
+# ... and per forwarding peer (RL-3): more than an honest network of a few thousand nodes
+# relays, far less than a flood of ads from fresh keys.
+FWD_RATE_PER_S = 50.0
+FWD_BURST = 200
 # We publish at most one ad per MIN_PUBLISH_GAP_S ourselves, well inside what receivers
 # accept.
 MIN_PUBLISH_GAP_S = 2.0
@@ -73,6 +77,7 @@ class Node:
         self.metrics_addr: str | None = None
         self.started_at = clock()
         self._ads_limiter = PeerRateLimiter(rate=ADS_RATE_PER_S, burst=ADS_BURST)
+        self._fwd_limiter = PeerRateLimiter(rate=FWD_RATE_PER_S, burst=FWD_BURST)
         self._last_publish = 0.0
         self._publish_now = trio.Event()
         self._known_topic_peers: dict[str, int] = {}
@@ -128,13 +133,22 @@ class Node:
                 out.append(base)
         return out
 
-    def validate_caps_message(self, source: bytes | None, data: bytes) -> bool:
+    def _connected(self, peer_id: str) -> bool:
+        return self.stack is not None and peer_id in self.stack.connected_peers()
+
+    def validate_caps_message(self, source: bytes | None, data: bytes,
+                              forwarder: str | None = None) -> bool:
         """Topic validator for the caps topic: rules of spec 02 §3, counted by reason."""
         key = source.hex() if source else "?"
-        if not self._ads_limiter.allow(key, self.clock()):
+        now = self.clock()
+        if forwarder is not None and forwarder != self.peer_id and not self._fwd_limiter.allow(
+                forwarder, now):
+            self._count_reject(Reason.RATE_LIMITED)  # RL-3
+            return False
+        if not self._ads_limiter.allow(key, now):  # RL-1
             self._count_reject(Reason.RATE_LIMITED)
             return False
-        verdict, _ = validate_ad(
+        verdict, validated = validate_ad(
             data,
             net=self.config.network,
             now_ms=self.now_ms(),
@@ -146,6 +160,10 @@ class Node:
             self._count_reject(reason)
             event(log, "caps.ad.rejected", logging.DEBUG, reason=reason.value,
                   source=key[:16], detail=getattr(verdict, "detail", ""))
+            return False
+        assert validated is not None
+        if not self.table.admits(validated.peer_id, self._connected):  # TBL-6
+            self._count_reject(Reason.RATE_LIMITED)
             return False
         return True
 
@@ -166,7 +184,7 @@ class Node:
         )
         if validated is None:
             return
-        if self.table.update(validated.peer_id, validated.ad, self.now_ms()):
+        if self.table.update(validated.peer_id, validated.ad, self.now_ms(), self._connected):
             addrs = list(validated.ad.addrs)
             if (validated.peer_id != self.peer_id and addrs
                     and self._saved_addrs.get(validated.peer_id) != addrs):
@@ -256,7 +274,9 @@ class Node:
         async with run_stack(self.identity, self.config.network, list(self.config.listen)) as st:
             self.stack = st
             st.pubsub.set_topic_validator(
-                self.topic, lambda fwd, msg: self.validate_caps_message(msg.from_id, msg.data),
+                self.topic,
+                lambda fwd, msg: self.validate_caps_message(msg.from_id, msg.data,
+                                                            fwd.to_base58()),
                 False)
             sub = await st.pubsub.subscribe(self.topic)
             try:

@@ -13,8 +13,9 @@ from p2pnode.identity import peer_id_str
 from p2pnode.wire import envelope
 from p2pnode.wire.reasons import ACCEPT, Reason, Reject, Verdict, WireError
 
-# spec 02 §5, parameters
+# spec 02 §7, parameters
 MAX_CLOCK_SKEW_MS = 30_000
+MAX_TABLE_ENTRIES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,20 +67,44 @@ class TableEntry:
 
 
 class CapTable:
-    """Latest ad per peer; the highest seq wins; entries leave when their TTL runs out."""
+    """Latest ad per peer; the highest seq wins; entries leave when their TTL runs out.
 
-    def __init__(self) -> None:
+    The table holds at most ``max_entries`` signers (TBL-6): when it is full, a new signer
+    is admitted only if ``preferred`` says so (the node prefers peers it is connected to),
+    and then in place of the non-preferred entry that expires first."""
+
+    def __init__(self, max_entries: int = MAX_TABLE_ENTRIES) -> None:
+        self.max_entries = max_entries
         self._entries: dict[str, TableEntry] = {}
+
+    def admits(self, peer_id: str, preferred: Callable[[str], bool] = lambda _: False) -> bool:
+        """Whether an ad of ``peer_id`` could be stored now (TBL-6)."""
+        if peer_id in self._entries or len(self._entries) < self.max_entries:
+            return True
+        return preferred(peer_id) and self._victim(preferred) is not None
+
+    def _victim(self, preferred: Callable[[str], bool]) -> str | None:
+        others = [e for e in self._entries.values() if not preferred(e.peer_id)]
+        if not others:
+            return None
+        return min(others, key=lambda e: e.ad.expires_at_ms()).peer_id
 
     def held_seq(self, peer_id: str) -> int | None:
         e = self._entries.get(peer_id)
         return e.ad.seq if e else None
 
-    def update(self, peer_id: str, ad: CapabilityAd, now_ms: int) -> bool:
-        """Store ``ad`` unless an ad with the same or a higher seq is held; True if stored."""
+    def update(self, peer_id: str, ad: CapabilityAd, now_ms: int,
+               preferred: Callable[[str], bool] = lambda _: False) -> bool:
+        """Store ``ad`` unless an ad with the same or a higher seq is held, or the table is
+        full (TBL-6); True if stored."""
         cur = self._entries.get(peer_id)
         if cur is not None and cur.ad.seq >= ad.seq:
             return False
+        if cur is None and len(self._entries) >= self.max_entries:
+            victim = self._victim(preferred) if preferred(peer_id) else None
+            if victim is None:
+                return False
+            del self._entries[victim]
         self._entries[peer_id] = TableEntry(peer_id=peer_id, ad=ad, received_ms=now_ms)
         return True
 

@@ -29,6 +29,7 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from p2pnode.identity import Identity
 
+OUTBOUND_QUEUE_SIZE = 1024
 GOSSIPSUB_PROTOCOLS = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
 
 
@@ -66,8 +67,13 @@ def patch_libp2p(net: str) -> None:
     swarm._HAPPY_EYEBALLS_DELAY = 0  # type: ignore[attr-defined]
     # Subscription and outbound RPC queues of 32 slots drop messages silently under a
     # burst; we read subscriptions promptly and bound our own publish rate (spec 03 §4).
-    pubsub_mod.SUBSCRIPTION_CHANNEL_SIZE = 1024  # type: ignore[attr-defined]
-    rpc_queue.OutBoundQueueSize = 1024  # type: ignore[attr-defined]
+    pubsub_mod.SUBSCRIPTION_CHANNEL_SIZE = OUTBOUND_QUEUE_SIZE  # type: ignore[attr-defined]
+    rpc_queue.OutBoundQueueSize = OUTBOUND_QUEUE_SIZE  # type: ignore[attr-defined]
+    # The queue classes bound the size as a default argument at import, so the module
+    # constant alone changes nothing: set the defaults themselves.
+    rpc_queue.PriorityQueue.__init__.__defaults__ = (OUTBOUND_QUEUE_SIZE,)
+    rpc_defaults = rpc_queue.RpcQueue.__init__.__defaults__ or (0, 1 << 20)
+    rpc_queue.RpcQueue.__init__.__defaults__ = (OUTBOUND_QUEUE_SIZE, rpc_defaults[1])
     # KadDHT ignores protocol_prefix on the wire and always speaks /ipfs/kad/1.0.0, which
     # would merge our DHT with IPFS's. The id is imported by name into each module.
     pid = TProtocol(kad_protocol_id(net))

@@ -196,3 +196,50 @@ async def test_flood_is_rate_limited_per_origin(tmp_path: Path) -> None:
                         seq += 1
                         await attacker.publish(fresh_ad(victim, attacker.identity, seq))
                         await trio.sleep(0.5)
+
+
+async def test_ads_from_many_fresh_keys_are_limited_per_forwarder(tmp_path: Path) -> None:
+    """A sybil flood: one connection injects correctly signed pubsub messages from many
+    fresh keys, each carrying a valid ad. Per-origin limits (RL-1) never trigger; the
+    per-forwarder limit (RL-3) does, and the table stops growing."""
+    from libp2p.peer.id import ID
+    from libp2p.pubsub.pb import rpc_pb2
+    from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX
+
+    from p2pnode.net.host import libp2p_key_pair
+    from p2pnode.node import FWD_BURST, FWD_RATE_PER_S
+
+    flood = FWD_BURST + 300
+    with trio.fail_after(90):
+        async with running_nodes(tmp_path, 2) as nodes:
+            victim, honest = nodes
+            await wait_for(lambda: all(n.caps_known() == 1 for n in nodes))
+            async with attacker_against(victim) as attacker:
+                messages = []
+                for i in range(flood):
+                    sybil = Identity.generate()
+                    kp = libp2p_key_pair(sybil)
+                    msg = rpc_pb2.Message(
+                        data=fresh_ad(victim, sybil, 1), topicIDs=[attacker.topic],
+                        from_id=ID.from_pubkey(kp.public_key).to_bytes(),
+                        seqno=i.to_bytes(8, "big"))
+                    msg.signature = kp.private_key.sign(
+                        PUBSUB_SIGNING_PREFIX.encode() + msg.SerializeToString())
+                    msg.key = kp.public_key.serialize()
+                    messages.append(msg)
+                seen_before = victim.metrics.ads_accepted._value.get()
+                start = trio.current_time()
+                for msg in messages:
+                    await attacker.pubsub.push_msg(attacker.pubsub.my_id, msg)
+                await wait_for(lambda: victim.metrics.ads_accepted._value.get() - seen_before
+                               + rejected_total(victim) >= flood, timeout=60)
+                elapsed = trio.current_time() - start
+                accepted = victim.metrics.ads_accepted._value.get() - seen_before
+                limited = rejected(victim, Reason.RATE_LIMITED)
+                allowance = FWD_BURST + FWD_RATE_PER_S * elapsed
+                # (a few honest ads - the victim's own, its peer's - may land meanwhile)
+                assert accepted <= allowance + 4
+                assert limited >= 1 and flood <= accepted + limited <= flood + 4
+                assert len(victim.table) <= 2 + allowance
+                # Honest peers forward through their own buckets: still learned.
+                await honest_ads_still_flow(victim, honest)

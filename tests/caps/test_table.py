@@ -71,3 +71,24 @@ def test_a_newer_ad_extends_the_lifetime() -> None:
     t.update(P1, make_ad(seq=2, ts=NOW_MS + 5_000, ttl=10), NOW_MS + 5_000)
     assert t.expire(NOW_MS + 10_000) == []
     assert t.expire(NOW_MS + 15_000) == [P1]
+
+
+def test_a_full_table_admits_new_signers_only_when_preferred() -> None:
+    from p2pnode.caps.table import CapTable
+    from tests.caps.ads import make_ad as _ad
+
+    table = CapTable(max_entries=3)
+    for i, p in enumerate(("a", "b", "c")):
+        assert table.update(p, _ad(seq=1, ttl=100 + i), 0)
+    nobody: set[str] = set()
+    connected = {"d", "b"}
+    assert not table.admits("d", nobody.__contains__)
+    assert not table.update("d", _ad(seq=1), 0, nobody.__contains__)
+    assert table.admits("a") and table.update("a", _ad(seq=2, ttl=50), 0)  # held: updated
+    # "d" is connected: it replaces the not-connected entry that expires first ("a").
+    assert table.admits("d", connected.__contains__)
+    assert table.update("d", _ad(seq=1), 0, connected.__contains__)
+    assert "a" not in table and {"b", "c", "d"} == {e.peer_id for e in table.live(0)}
+    # With only connected signers left to evict, nobody new gets in.
+    assert not table.update("e", _ad(seq=1), 0, {"b", "c", "d", "e"}.__contains__)
+    assert len(table) == 3
