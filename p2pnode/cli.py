@@ -120,9 +120,21 @@ def cmd_run(a: argparse.Namespace) -> int:
                     nursery.cancel_scope.cancel()
                     break
 
+    from p2pnode.net.host import ListenAddressInUse
+
     try:
         trio.run(main)
+    except ListenAddressInUse as e:
+        print(f"error: {e.strerror}", file=sys.stderr)
+        return EXIT_ERROR
     except BaseExceptionGroup as eg:
+        in_use = eg.subgroup(lambda e: isinstance(e, ListenAddressInUse))
+        if in_use is not None:
+            first = in_use.exceptions[0]
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            print(f"error: {getattr(first, 'strerror', first)}", file=sys.stderr)
+            return EXIT_ERROR
         # py-libp2p's services can raise a group of cancellations/closed-resource errors
         # while shutting down; anything else is a real failure.
         if eg.subgroup(lambda e: not isinstance(

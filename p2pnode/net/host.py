@@ -130,11 +130,45 @@ class NetStack:
         return [p.to_base58() for p in self.host.get_connected_peers()]
 
 
+class ListenAddressInUse(OSError):
+    pass
+
+
+def check_listen_addrs(listen: list[str]) -> None:
+    """Refuse a fixed TCP port that another process already listens on.
+
+    py-libp2p listens with SO_REUSEPORT (for hole punching), so a second node on the same
+    port starts "successfully" and the kernel then splits incoming dials between two
+    different PeerIDs. A probe bind without SO_REUSEPORT fails in that case.
+    """
+    import socket
+
+    for addr in listen:
+        parts = addr.strip("/").split("/")
+        if len(parts) < 4 or parts[2] != "tcp" or parts[0] not in ("ip4", "ip6"):
+            continue
+        host, port = parts[1], int(parts[3])
+        if port == 0:
+            continue
+        family = socket.AF_INET if parts[0] == "ip4" else socket.AF_INET6
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # SO_REUSEADDR lets a restarted node take its port despite old TIME_WAIT
+            # connections; only a live listener makes the bind fail.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as e:
+                raise ListenAddressInUse(
+                    e.errno, f"cannot listen on {addr}: {e.strerror} (another node or "
+                    "program is using this port; choose another with --listen)") from e
+
+
 @asynccontextmanager
 async def run_stack(
     identity: Identity, net: str, listen: list[str], *, heartbeat_s: int = 1
 ) -> AsyncIterator[NetStack]:
     """Start host, GossipSub and Kad-DHT; stop them all when the block exits."""
+    check_listen_addrs(listen)  # before patching: a refused start changes nothing
     patch_libp2p(net)
     host = build_host(identity)
     gossipsub = GossipSub(

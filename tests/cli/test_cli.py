@@ -251,3 +251,17 @@ def test_testnet_up_converges(tmp_path: Path) -> None:
         assert n["ads_rejected"] == {}
         events = [json.loads(ln)["event"] for ln in Path(n["log"]).read_text().splitlines()]
         assert events[-1] == "node.stopped"
+
+
+def test_run_refuses_a_port_another_node_listens_on(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        home = tmp_path / "home"
+        init_home(capsys, home)
+        code, _, err = run_cli(capsys, "run", "--home", str(home), "--listen",
+                               f"/ip4/127.0.0.1/tcp/{port}")
+    assert code == cli.EXIT_ERROR
+    assert f"cannot listen on /ip4/127.0.0.1/tcp/{port}" in err and "in use" in err
