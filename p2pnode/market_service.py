@@ -25,7 +25,6 @@ from p2pnode.jobs.executors import get_executor
 from p2pnode.jobs.executors.base import ExecError, Limits
 from p2pnode.jobs.market import (
     Decided,
-    JobState,
     Lease,
     Refuse,
     RequesterJob,
@@ -59,6 +58,7 @@ from p2pnode.log import event
 from p2pnode.net import dht as dhtx
 from p2pnode.net.blob_protocol import fetch_blob_to_store, register_blob_protocol
 from p2pnode.net.job_protocol import job_protocol_id, make_job_handler, open_exchange, request
+from p2pnode.net.peering import reconnect
 from p2pnode.net.streams import FramedStream
 from p2pnode.wire.reasons import Reason, WireError
 
@@ -71,11 +71,16 @@ OFFER_BUSY_BACKOFF_MS = 750
 RESULT_TIMEOUT_S = 120.0
 DHT_TIMEOUT_S = 8.0
 BLOB_TIMEOUT_S = 60.0
+# Fetching an output: transport failures are retried over a fresh connection; what the
+# worker provably did wrong is not.
+FETCH_ATTEMPTS = 3
+WORKER_FAULTS = frozenset({Reason.HASH_MISMATCH, Reason.TOO_LARGE, Reason.BAD_FIELD,
+                           Reason.UNKNOWN_FIELD})
 # A job that a direct offer leased within this time is not put in the DHT (spec 04): the
 # DHT path is for jobs the capability table could not place, and each put costs a lookup.
 DHT_PUBLISH_DELAY_MS = 2_000
-OPEN_STATES = tuple(s.value for s in JobState if s not in (JobState.COMPLETED,
-                                                              JobState.FAILED))
+WORK_OPEN_STATES = ("leased", "fetching", "running", "submitting", "resumed")
+
 
 
 @dataclass
@@ -107,6 +112,7 @@ class MarketService:
         self._worker_busy_until: dict[str, int] = {}
         self._provided: dict[str, int] = {}  # discovery key -> bucket provided
         self._published: set[bytes] = set()  # jobs put in the DHT by this process
+        self._to_resume: list[WorkItem] = []
         self._job_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self.policy: WorkerPolicy | None = None
@@ -176,6 +182,9 @@ class MarketService:
                 self._nursery = nursery
                 nursery.start_soon(self._tick_loop)
                 nursery.start_soon(self._discovery_loop)
+                for item in self._to_resume:
+                    nursery.start_soon(self._work, item)
+                self._to_resume.clear()
                 task_status.started()
         finally:
             self._nursery = None
@@ -186,11 +195,24 @@ class MarketService:
         for job_id, raw, row, _created in self.node.store.req_jobs():
             sj = SignedJob.open(raw)
             self.jobs[job_id] = RequesterJob.from_row(job_id, sj.spec, raw, row)
-        # Work we held when we stopped is gone: its leases expire at the requester.
-        for job_id, raw, _state, row in self.node.store.work_jobs(("leased", "running",
-                                                                  "submitting")):
-            row["history"].append([self.now(), "abandoned", "node restarted"])
-            self.node.store.save_work_job(job_id, raw, "abandoned", row, self.now())
+        # Work we held when we stopped resumes while its lease may still be live; the first
+        # heartbeat tells whether the requester still counts on us (WRK-9).
+        now = self.now()
+        assert self.policy is not None
+        for job_id, raw, state, row in self.node.store.work_jobs(WORK_OPEN_STATES):
+            lease = dict(row["lease"])
+            for k in ("job", "worker"):
+                lease[k] = bytes.fromhex(lease[k])
+            history = [(int(a), str(b), str(c)) for a, b, c in row["history"]]
+            if lease["expires"] > now and self.policy.take(job_id):
+                item = WorkItem(job=SignedJob.open(raw), lease=lease, state=state,
+                                history=history)
+                self.work[job_id] = item
+                self._set_work_state(item, "resumed", f"after a restart in state {state}")
+                self._to_resume.append(item)
+            else:
+                row["history"].append([now, "abandoned", "restarted after the lease ran out"])
+                self.node.store.save_work_job(job_id, raw, "abandoned", row, now)
         n_open = sum(1 for j in self.jobs.values() if not j.terminal)
         if self.jobs:
             event(log, "jobs.resumed", total=len(self.jobs), open=n_open)
@@ -445,17 +467,31 @@ class MarketService:
         """Fetch the output (hash-checked) and apply the job's verification policy."""
         if size > self.node.config.jobs_max_blob_bytes:
             return False, Reason.TOO_LARGE.value
-        try:
-            await fetch_blob_to_store(self.node.stack.host, peer, output, self.blobs,
-                                      net=self.net, max_size=self.node.config.jobs_max_blob_bytes,
-                                      timeout=BLOB_TIMEOUT_S)
-            data = self.blobs.get(output)
-            if data is None:
-                return False, Reason.NOT_FOUND.value
-        except WireError as e:
-            return False, e.reason.value
-        except trio.TooSlowError:
-            return False, Reason.TRUNCATED.value
+        last = Reason.NOT_FOUND
+        for attempt in range(FETCH_ATTEMPTS):
+            try:
+                await fetch_blob_to_store(self.node.stack.host, peer, output, self.blobs,
+                                          net=self.net,
+                                          max_size=self.node.config.jobs_max_blob_bytes,
+                                          timeout=BLOB_TIMEOUT_S)
+                break
+            except WireError as e:
+                if e.reason in WORKER_FAULTS:
+                    return False, e.reason.value
+                last = e.reason
+            except trio.TooSlowError:
+                last = Reason.TRUNCATED
+            # Not provably the worker's fault (a dead connection, a restart): reconnect to
+            # where it advertises itself and try again.
+            entry = self.node.table.get(peer)
+            await reconnect(self.node.stack, peer, list(entry.ad.addrs) if entry else [])
+            event(log, "job.output.refetch", logging.DEBUG, job=job.id.hex(), attempt=attempt,
+                  reason=last.value)
+        else:
+            return False, last.value
+        data = self.blobs.get(output)
+        if data is None:
+            return False, Reason.NOT_FOUND.value
         inputs = {name: self.blobs.get(c) for name, c in job.spec.inputs}
         verdict = await trio.to_thread.run_sync(check_output, job.spec, inputs, data)
         return (True, "") if verdict is None else (False, verdict.value)

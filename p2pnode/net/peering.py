@@ -62,3 +62,24 @@ async def reannounce_subscriptions(stack: Any) -> None:
     for topic in list(ps.subscribed_topics_receive):
         packet, subopt = ps._build_announce_rpc(topic, True)
         await ps.message_all_peers(packet.SerializeToString(), subopt)
+
+
+async def reconnect(stack: Any, peer_id: str, addrs: list[str], timeout: float = 5.0) -> bool:
+    """Drop every connection to ``peer_id`` and dial it afresh.
+
+    A peer that restarted with the same key can leave a dead connection behind that
+    py-libp2p still opens streams on (they hang until their deadline); a clean dial to its
+    current address gets a working one.
+    """
+    from libp2p.peer.id import ID
+
+    try:
+        with trio.move_on_after(timeout):
+            await stack.host.disconnect(ID.from_base58(peer_id))
+    except Exception as e:  # nothing to drop, or it is already gone
+        log.debug("disconnect %s: %s", peer_id, e)
+    for addr in addrs:
+        ok, _ = await dial(stack, f"{addr}/p2p/{peer_id}", timeout=timeout)
+        if ok:
+            return True
+    return False

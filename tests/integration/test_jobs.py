@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import trio
@@ -71,3 +72,62 @@ async def test_requester_restart_resumes_open_jobs(tmp_path: Path) -> None:
         assert resumed.state is JobState.PUBLISHED
         assert [h[1] for h in resumed.history] == ["published"]
         nursery.cancel_scope.cancel()
+
+
+LOOP_WAT = """
+(module
+  (memory (export "memory") 1)
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "run") (param $p i32) (param $n i32) (result i64)
+    (local $i i64) (local $end i64)
+    (local.set $end (i64.mul (i64.extend_i32_u (i32.load (local.get $p))) (i64.const 1000)))
+    (block $done
+      (loop $l
+        (br_if $done (i64.ge_u (local.get $i) (local.get $end)))
+        (local.set $i (i64.add (local.get $i) (i64.const 1)))
+        (br $l)))
+    (i64.store (i32.const 2048) (local.get $i))
+    (i64.or (i64.shl (i64.const 2048) (i64.const 32)) (i64.const 8))))
+"""
+
+
+async def test_a_restarted_worker_resumes_its_live_lease(tmp_path: Path) -> None:
+    from p2pnode.identity import Identity
+    from p2pnode.jobs.executors import compile_wat
+    from p2pnode.node import Node
+    from tests.integration.helpers import HW, node_config
+
+    async def run_in_own_scope(node: Node, *, task_status: Any) -> None:
+        async with trio.open_nursery() as n:
+            await n.start(node.run)
+            task_status.started(n.cancel_scope)
+
+    (tmp_path / "r").mkdir()
+    (tmp_path / "w").mkdir()
+    worker_id = Identity.generate()
+    async with trio.open_nursery() as outer:
+        req = Node(tmp_path / "r", node_config(caps_kinds=()), Identity.generate(),
+                   hardware=HW)
+        await outer.start(req.run)
+        boot = (req.stack.listen_addrs()[0],)
+        wcfg = node_config(bootstrap=boot, jobs_wasm_fuel=10**12)
+        worker = Node(tmp_path / "w", wcfg, worker_id, hardware=HW)
+        w_scope = await outer.start(run_in_own_scope, worker)
+        await wait_for(lambda: req.caps_known() == 1)
+        job = req.market.submit(
+            "wasm", {"module": compile_wat(LOOP_WAT), "input": (3_000_000).to_bytes(4, "little")},
+            {}, Requirements(), lease_s=20)
+        await wait_for(lambda: job.id in worker.market.work
+                       and worker.market.work[job.id].state == "running", timeout=30)
+        # Stop the worker mid-job (its state is in SQLite, as after kill -9) and restart it.
+        w_scope.cancel()
+        await wait_for(lambda: worker.stack is None)
+        again = Node(tmp_path / "w", wcfg, worker_id, hardware=HW)
+        await outer.start(again.run)
+        item = again.market.work[job.id]
+        assert [h[1] for h in item.history][-1] in ("resumed", "fetching", "running")
+        await wait_for(lambda: job.terminal, timeout=60)
+        assert job.state is JobState.COMPLETED
+        assert job.reassigned == 0  # the same worker finished its own lease
+        assert req.market.job_summary(job)["worker"] == worker_id.peer_id
+        outer.cancel_scope.cancel()

@@ -27,7 +27,7 @@ NOT_BY_VECTORS = {"ID-5", "ID-6", "TBL-5", "TBL-6", "RL-2", "RL-3"} | {
     f"NET-{i}" for i in range(1, 13)} | {
     "JOB-5", "DHT-7", "DHT-9", "OFR-1", "OFR-2", "OFR-3", "VER-1", "VER-3", "BLOB-4",
     "BLOB-6"} | {f"XCH-{i}" for i in (1, 2, 3, 4, 6, 7, 8, 9, 10)} | {
-    f"WRK-{i}" for i in range(4, 9)}
+    f"WRK-{i}" for i in range(4, 10)}
 
 
 def _defined() -> dict[str, str]:
