@@ -162,11 +162,12 @@ def cmd_status(a: argparse.Namespace) -> int:
         return EXIT_OK
     c = st["counters"]
     rejected = ", ".join(f"{k}={v}" for k, v in sorted(c["ads_rejected"].items())) or "none"
+    ignored = ", ".join(f"{k}={v}" for k, v in sorted(c["ads_ignored"].items())) or "none"
     print(f"peer id     {st['peer_id']}\nnetwork     {st['network']}\nversion     {st['version']}"
           f"\nuptime      {st['uptime_s']:.0f} s\npeers       {st['peers']}"
           f"\ncaps known  {st['caps_known']} (own ad seq {st['caps_seq']})"
           f"\nads         accepted {c['ads_accepted']}, published {c['ads_published']},"
-          f" rejected {rejected}\nmetrics     {st['metrics'] or 'disabled'}")
+          f" rejected {rejected}, ignored {ignored}\nmetrics     {st['metrics'] or 'disabled'}")
     jobs = st.get("jobs") or {}
     if jobs:
         req = ", ".join(f"{k} {v}" for k, v in sorted(jobs["requested"].items())) or "none"

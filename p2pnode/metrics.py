@@ -24,6 +24,9 @@ class Metrics:
         self.ads_rejected = Counter(
             "p2pnode_caps_ads_rejected", "Capability ads rejected, by reason", ["reason"],
             registry=r)
+        self.ads_ignored = Counter(
+            "p2pnode_caps_ads_ignored", "Capability ads dropped without fault of the sender "
+            "(stale, over a rate limit), by reason", ["reason"], registry=r)
         self.ads_published = Counter(
             "p2pnode_caps_ads_published", "Capability ads this node published", registry=r)
         self.table_size = Gauge(
@@ -37,6 +40,7 @@ class Metrics:
         # Pre-create every reason label so a scrape shows zeros rather than nothing.
         for reason in Reason:
             self.ads_rejected.labels(reason=reason.value)
+            self.ads_ignored.labels(reason=reason.value)
 
     def reject(self, topic: str, reason: Reason) -> None:
         self.messages_rejected.labels(topic=topic, reason=reason.value).inc()
@@ -46,13 +50,17 @@ class Metrics:
 
     def snapshot(self) -> dict[str, Any]:
         """Counters as plain numbers, for the admin API's ``status``."""
-        rejected = {}
-        for metric in self.ads_rejected.collect():
-            for s in metric.samples:
-                if s.name.endswith("_total") and s.value:
-                    rejected[s.labels["reason"]] = int(s.value)
+        def by_reason(counter: Counter) -> dict[str, int]:
+            out = {}
+            for metric in counter.collect():
+                for s in metric.samples:
+                    if s.name.endswith("_total") and s.value:
+                        out[s.labels["reason"]] = int(s.value)
+            return out
+
         return {
             "ads_accepted": int(self.ads_accepted._value.get()),
             "ads_published": int(self.ads_published._value.get()),
-            "ads_rejected": rejected,
+            "ads_rejected": by_reason(self.ads_rejected),
+            "ads_ignored": by_reason(self.ads_ignored),
         }

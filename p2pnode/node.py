@@ -25,7 +25,7 @@ from p2pnode.log import event
 from p2pnode.metrics import Metrics
 from p2pnode.ratelimit import PeerRateLimiter
 from p2pnode.store import NodeStore
-from p2pnode.wire.reasons import Reason
+from p2pnode.wire.reasons import Ignore, Reason
 
 log = logging.getLogger("p2pnode.node")
 
@@ -157,7 +157,11 @@ class Node:
         )
         if not verdict.ok:
             reason = verdict.reason  # type: ignore[union-attr]
-            self._count_reject(reason)
+            if isinstance(verdict, Ignore):
+                self.metrics.ads_ignored.labels(reason=reason.value).inc()
+                self.metrics.reject("caps", reason)
+            else:
+                self._count_reject(reason)
             event(log, "caps.ad.rejected", logging.DEBUG, reason=reason.value,
                   source=key[:16], detail=getattr(verdict, "detail", ""))
             return False

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from p2pnode.caps.model import AD_TYPE, CapabilityAd
 from p2pnode.identity import peer_id_str
 from p2pnode.wire import envelope
-from p2pnode.wire.reasons import ACCEPT, Reason, Reject, Verdict, WireError
+from p2pnode.wire.reasons import ACCEPT, Ignore, Reason, Reject, Verdict, WireError
 
 # spec 02 §7, parameters
 MAX_CLOCK_SKEW_MS = 30_000
@@ -55,7 +55,9 @@ def validate_ad(
     peer_id = peer_id_str(env.signer)
     held = held_seq(peer_id)
     if held is not None and ad.seq <= held:  # CAPS-8
-        return Reject(Reason.STALE_SEQ, "seq %d <= held %d" % (ad.seq, held)), None
+        # Ignore, not reject: gossip can honestly deliver an older ad after a newer one
+        # (an IWANT answered late, a replay to a new peer).
+        return Ignore(Reason.STALE_SEQ, "seq %d <= held %d" % (ad.seq, held)), None
     return ACCEPT, ValidatedAd(ad=ad, peer_id=peer_id)
 
 

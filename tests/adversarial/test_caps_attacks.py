@@ -31,6 +31,10 @@ def rejected(node: Node, reason: Reason) -> int:
     return int(node.metrics.ads_rejected.labels(reason=reason.value)._value.get())
 
 
+def ignored(node: Node, reason: Reason) -> int:
+    return int(node.metrics.ads_ignored.labels(reason=reason.value)._value.get())
+
+
 def rejected_total(node: Node) -> int:
     return sum(rejected(node, r) for r in Reason)
 
@@ -137,7 +141,7 @@ async def test_bad_ad_is_rejected_counted_and_not_stored(
                 victim.metrics.render().decode())
 
 
-async def test_stale_and_replayed_ads_are_rejected(tmp_path: Path) -> None:
+async def test_stale_and_replayed_ads_are_dropped(tmp_path: Path) -> None:
     with trio.fail_after(TEST_TIMEOUT_S):
         async with running_nodes(tmp_path, 2) as nodes:
             victim, honest = nodes
@@ -148,10 +152,10 @@ async def test_stale_and_replayed_ads_are_rejected(tmp_path: Path) -> None:
                 await wait_for(lambda: victim.table.held_seq(attacker.peer_id) == 5)
                 # An older seq, freshly signed: stale.
                 await attacker.publish(fresh_ad(victim, attacker.identity, 3))
-                await wait_for(lambda: rejected(victim, Reason.STALE_SEQ) == 1)
+                await wait_for(lambda: ignored(victim, Reason.STALE_SEQ) == 1)
                 # The exact bytes already delivered, in a new pubsub message: stale too.
                 await attacker.publish(seq5)
-                await wait_for(lambda: rejected(victim, Reason.STALE_SEQ) == 2)
+                await wait_for(lambda: ignored(victim, Reason.STALE_SEQ) == 2)
                 held = victim.table.get(attacker.peer_id)
                 assert held is not None and held.ad.seq == 5
                 # An honest node's ad, picked up from gossip and replayed as our own: the
@@ -163,7 +167,7 @@ async def test_stale_and_replayed_ads_are_rejected(tmp_path: Path) -> None:
                         break
                 await attacker.publish(data)
                 await wait_for(lambda: rejected(victim, Reason.SIGNER_MISMATCH) == 1)
-                assert rejected_total(victim) == 3
+                assert rejected_total(victim) == 1  # the stale ones were ignored, not rejected
                 assert rejected_total(honest) == 0
                 await honest_ads_still_flow(victim, honest)
                 await attackers_valid_ad_is_accepted(victim, attacker, seq=6)
@@ -207,13 +211,17 @@ async def test_ads_from_many_fresh_keys_are_limited_per_forwarder(tmp_path: Path
     from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX
 
     from p2pnode.net.host import libp2p_key_pair
-    from p2pnode.node import FWD_BURST, FWD_RATE_PER_S
+    from p2pnode.ratelimit import PeerRateLimiter
 
-    flood = FWD_BURST + 300
+    # A tighter bucket than the default (FWD_BURST=200, 50/s) keeps the test independent
+    # of how fast this machine can push messages; the mechanism is the same.
+    burst, rate = 50, 2.0
+    flood = burst + 150
     with trio.fail_after(90):
         async with running_nodes(tmp_path, 2) as nodes:
             victim, honest = nodes
             await wait_for(lambda: all(n.caps_known() == 1 for n in nodes))
+            victim._fwd_limiter = PeerRateLimiter(rate=rate, burst=burst)
             async with attacker_against(victim) as attacker:
                 messages = []
                 for i in range(flood):
@@ -236,7 +244,7 @@ async def test_ads_from_many_fresh_keys_are_limited_per_forwarder(tmp_path: Path
                 elapsed = trio.current_time() - start
                 accepted = victim.metrics.ads_accepted._value.get() - seen_before
                 limited = rejected(victim, Reason.RATE_LIMITED)
-                allowance = FWD_BURST + FWD_RATE_PER_S * elapsed
+                allowance = burst + rate * elapsed
                 # (a few honest ads - the victim's own, its peer's - may land meanwhile)
                 assert accepted <= allowance + 4
                 assert limited >= 1 and flood <= accepted + limited <= flood + 4

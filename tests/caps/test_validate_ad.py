@@ -97,8 +97,12 @@ def test_clock_skew_bound_is_a_parameter() -> None:
 
 
 @pytest.mark.parametrize("held_seq", [AD.seq, AD.seq + 1, 2**64 - 1])
-def test_stale_seq_equal_or_lower_than_held(held_seq: int) -> None:
-    rejected(sealed(ALICE), Reason.STALE_SEQ, held={ALICE.peer_id: held_seq})
+def test_stale_seq_equal_or_lower_than_held_is_ignored(held_seq: int) -> None:
+    from p2pnode.wire.reasons import Ignore
+
+    verdict, validated = check(sealed(ALICE), held={ALICE.peer_id: held_seq})
+    assert isinstance(verdict, Ignore) and verdict.reason == Reason.STALE_SEQ
+    assert not verdict.ok and validated is None
 
 
 def test_higher_seq_than_held_is_accepted() -> None:
