@@ -108,6 +108,13 @@ def cmd_run(a: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
+    from p2pnode.net.host import ListenAddressInUse, check_listen_addrs
+
+    try:
+        check_listen_addrs(list(cfg.listen))
+    except ListenAddressInUse as e:
+        print(f"error: {e.strerror}", file=sys.stderr)
+        return EXIT_ERROR
     setup_logging(cfg.log_level, home / LOG_FILE)
     identity = load_identity(key)
     node = Node(home, cfg, identity)
@@ -119,8 +126,6 @@ def cmd_run(a: argparse.Namespace) -> int:
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break
-
-    from p2pnode.net.host import ListenAddressInUse
 
     try:
         trio.run(main)
