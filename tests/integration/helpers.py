@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -48,3 +49,30 @@ async def wait_for(cond: Callable[[], bool], timeout: float = 20.0, step: float 
     with trio.fail_after(timeout):
         while not cond():
             await trio.sleep(step)
+
+
+async def run_in_own_scope(node: Node, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Run ``node`` under a cancel scope of its own, handed back through ``nursery.start``:
+    cancelling it stops this node alone, leaving its state on disk as a crash would."""
+    async with trio.open_nursery() as n:
+        await n.start(node.run)
+        task_status.started(n.cancel_scope)
+
+
+# A deterministic busy loop for jobs that must still be running when a test acts: runs
+# 1000 times the little-endian u32 in its input, then returns the 8-byte counter.
+LOOP_WAT = """
+(module
+  (memory (export "memory") 1)
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "run") (param $p i32) (param $n i32) (result i64)
+    (local $i i64) (local $end i64)
+    (local.set $end (i64.mul (i64.extend_i32_u (i32.load (local.get $p))) (i64.const 1000)))
+    (block $done
+      (loop $l
+        (br_if $done (i64.ge_u (local.get $i) (local.get $end)))
+        (local.set $i (i64.add (local.get $i) (i64.const 1)))
+        (br $l)))
+    (i64.store (i32.const 2048) (local.get $i))
+    (i64.or (i64.shl (i64.const 2048) (i64.const 32)) (i64.const 8))))
+"""

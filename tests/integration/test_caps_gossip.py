@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from tests.integration.helpers import running_nodes, wait_for
 
@@ -26,12 +25,7 @@ async def test_a_restarted_node_redials_the_peers_it_knew(tmp_path: Path) -> Non
 
     from p2pnode.identity import Identity
     from p2pnode.node import Node
-    from tests.integration.helpers import HW, node_config
-
-    async def run_in_own_scope(node: Node, *, task_status: Any) -> None:
-        async with trio.open_nursery() as n:
-            await n.start(node.run)
-            task_status.started(n.cancel_scope)
+    from tests.integration.helpers import HW, node_config, run_in_own_scope
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

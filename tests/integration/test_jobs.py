@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import trio
@@ -12,7 +11,7 @@ from p2pnode.api.jobs import job_handlers
 from p2pnode.jobs import tensors
 from p2pnode.jobs.market import JobState
 from p2pnode.jobs.model import Requirements
-from tests.integration.helpers import running_nodes, wait_for
+from tests.integration.helpers import LOOP_WAT, run_in_own_scope, running_nodes, wait_for
 
 
 def _matmul_inputs(n: int, seed: bytes) -> dict[str, bytes]:
@@ -74,33 +73,11 @@ async def test_requester_restart_resumes_open_jobs(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
 
 
-LOOP_WAT = """
-(module
-  (memory (export "memory") 1)
-  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
-  (func (export "run") (param $p i32) (param $n i32) (result i64)
-    (local $i i64) (local $end i64)
-    (local.set $end (i64.mul (i64.extend_i32_u (i32.load (local.get $p))) (i64.const 1000)))
-    (block $done
-      (loop $l
-        (br_if $done (i64.ge_u (local.get $i) (local.get $end)))
-        (local.set $i (i64.add (local.get $i) (i64.const 1)))
-        (br $l)))
-    (i64.store (i32.const 2048) (local.get $i))
-    (i64.or (i64.shl (i64.const 2048) (i64.const 32)) (i64.const 8))))
-"""
-
-
 async def test_a_restarted_worker_resumes_its_live_lease(tmp_path: Path) -> None:
     from p2pnode.identity import Identity
     from p2pnode.jobs.executors import compile_wat
     from p2pnode.node import Node
     from tests.integration.helpers import HW, node_config
-
-    async def run_in_own_scope(node: Node, *, task_status: Any) -> None:
-        async with trio.open_nursery() as n:
-            await n.start(node.run)
-            task_status.started(n.cancel_scope)
 
     (tmp_path / "r").mkdir()
     (tmp_path / "w").mkdir()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,38 +14,12 @@ import pytest
 from p2pnode.api.client import call
 from p2pnode.testnet import launcher
 from p2pnode.testnet.launcher import NodeProc
-
-# A deterministic busy loop: runs the number of iterations given as a little-endian u32
-# in the input, then returns the 8-byte counter. Long enough to be killed mid-run.
-LOOP_WAT = """
-(module
-  (memory (export "memory") 1)
-  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
-  (func (export "run") (param $p i32) (param $n i32) (result i64)
-    (local $i i64) (local $end i64)
-    (local.set $end (i64.mul (i64.extend_i32_u (i32.load (local.get $p))) (i64.const 1000)))
-    (block $done
-      (loop $l
-        (br_if $done (i64.ge_u (local.get $i) (local.get $end)))
-        (local.set $i (i64.add (local.get $i) (i64.const 1)))
-        (br $l)))
-    (i64.store (i32.const 2048) (local.get $i))
-    (i64.or (i64.shl (i64.const 2048) (i64.const 32)) (i64.const 8))))
-"""
+from tests.integration.helpers import LOOP_WAT
+from tests.polling import poll
 
 
 def _show(node: NodeProc, job: str) -> dict[str, Any]:
     return dict(call(node.home, "job.show", {"id": job}, timeout=10))
-
-
-def _wait(cond: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def prepare(tmp_path: Path, n: int, network: str) -> list[NodeProc]:
@@ -81,12 +54,12 @@ def test_kill_9_worker_mid_job_is_reassigned_and_completes(tmp_path: Path) -> No
             live = [le for le in d["leases"] if le["state"] == "active" and le["heartbeats"]]
             return live[0]["worker"] if live else None
 
-        victim_id = _wait(running_worker, 30, "a worker to report progress")
+        victim_id = poll(running_worker, 30, "a worker to report progress")
         victim = next(n for n in nodes if n.peer_id == victim_id)
         assert victim.proc is not None
         os.kill(victim.proc.pid, signal.SIGKILL)
         victim.proc.wait()
-        final = _wait(lambda: (lambda d: d if d["state"] in ("completed", "failed")
+        final = poll(lambda: (lambda d: d if d["state"] in ("completed", "failed")
                                else None)(_show(nodes[0], job)), 90, "the job to finish")
         assert final["state"] == "completed", json.dumps(final["history"])
         events = [h["event"] for h in final["history"]]
@@ -122,7 +95,7 @@ def test_kill_9_requester_restarts_with_its_jobs_and_completes_them(tmp_path: Pa
         listed = {j["id"]: j for j in call(req.home, "job.list")["jobs"]}
         assert set(ids) <= set(listed)
         for jid in ids:
-            final = _wait(lambda j=jid: (lambda d: d if d["state"] in ("completed", "failed")
+            final = poll(lambda j=jid: (lambda d: d if d["state"] in ("completed", "failed")
                                          else None)(_show(req, j)), 90, "the job to finish")
             assert final["state"] == "completed", json.dumps(final["history"])
             assert final["worker"] == worker.peer_id
