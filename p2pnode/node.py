@@ -229,8 +229,7 @@ class Node:
         counts: dict[str, int] = {}
         for j in self.market.jobs.values():
             counts[j.state.value] = counts.get(j.state.value, 0) + 1
-        policy = self.market.policy
-        return {"requested": counts, "working": len(policy.active) if policy else 0,
+        return {"requested": counts, "working": self.market.worker.machine.active,
                 "slots": self.config.jobs_concurrency}
 
     @property
@@ -268,7 +267,6 @@ class Node:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         from p2pnode.api.server import serve_admin_api
-        from p2pnode.market_service import MarketService
         from p2pnode.net.host import run_stack
         from p2pnode.net.metrics_http import serve_metrics
 
@@ -291,7 +289,7 @@ class Node:
                     nursery.start_soon(self._publish_loop)
                     nursery.start_soon(self._housekeeping_loop)
                     nursery.start_soon(self._reprobe_loop)
-                    self.market = MarketService(self)
+                    self.market = self._build_market(st)
                     await nursery.start(self.market.run)
                     self.api_addr = await nursery.start(serve_admin_api, self)
                     if self.config.metrics_listen:
@@ -304,6 +302,83 @@ class Node:
                 self.stack = None
                 self.store.close()
                 event(log, "node.stopped", peer_id=self.peer_id)
+
+    def _build_market(self, st: Any) -> Any:
+        """Wire the job market: its machines behind typed ports (spec 04)."""
+        from p2pnode.blobs.store import BlobStore
+        from p2pnode.caps.table import MAX_CLOCK_SKEW_MS
+        from p2pnode.jobs.executors.base import Limits
+        from p2pnode.jobs.matching import Capacity
+        from p2pnode.jobs.requester import Candidate
+        from p2pnode.jobs.worker import Worker
+        from p2pnode.net.blob_protocol import register_blob_protocol
+        from p2pnode.net.dht import register_job_records
+        from p2pnode.net.transport import Libp2pTransport
+        from p2pnode.services.clock import LocalClock
+        from p2pnode.services.jobs import JobMetrics, JobsService
+        from p2pnode.services.requester import RequesterService, RequesterSettings
+        from p2pnode.services.worker import WorkerService, WorkerSettings
+
+        cfg, net = self.config, self.config.network
+        clock = LocalClock(self.clock)
+        rng = random.Random()
+
+        def reject(reason: Reason) -> None:
+            self.metrics.reject("job", reason)
+
+        transport = Libp2pTransport(st, net, reject)
+        blobs = BlobStore(self.home / "blobs", self.home / "blobs.db",
+                          max_blob_size=cfg.jobs_max_blob_bytes)
+        self.blobs = blobs
+        register_job_records(st.dht, net, self.now_ms, reject)
+        register_blob_protocol(st.host, blobs, net,
+                               lambda r: self.metrics.reject("blob", r))
+        metrics = JobMetrics(self.metrics.registry)
+
+        def table() -> list[Candidate]:
+            return [Candidate(e.peer_id, e.ad.signer, Capacity.of_ad(e.ad))
+                    for e in self.table.live(self.now_ms()) if e.peer_id != self.peer_id]
+
+        def capacity_of(peer: str) -> Capacity | None:
+            e = self.table.get(peer)
+            if e is None or e.ad.expires_at_ms() <= self.now_ms():
+                return None
+            return Capacity.of_ad(e.ad)
+
+        def addrs_of(peer: str) -> list[str]:
+            e = self.table.get(peer)
+            return list(e.ad.addrs) if e else []
+
+        hw = self.hardware
+        assert hw is not None
+        limits = Limits(
+            max_input_bytes=cfg.jobs_max_blob_bytes, max_output_bytes=cfg.jobs_max_blob_bytes,
+            wall_time_s=cfg.jobs_wall_time_s, wasm_fuel=cfg.jobs_wasm_fuel,
+            wasm_memory_bytes=cfg.jobs_wasm_memory_bytes, matmul_max_n=cfg.jobs_matmul_max_n)
+        me = Capacity(kinds=frozenset(cfg.caps_kinds), cores=hw.cores, mem=hw.mem,
+                      gpus=len(hw.gpus), gpu_mem=max((g.mem for g in hw.gpus), default=0),
+                      prices=dict(cfg.caps_price))
+        requester = RequesterService(
+            identity=self.identity, transport=transport, clock=clock, rng=rng,
+            store=self.store, blobs=blobs,
+            settings=RequesterSettings(net=net, offers=cfg.jobs_offer,
+                                       max_blob_bytes=cfg.jobs_max_blob_bytes,
+                                       max_price=cfg.jobs_max_price, lease_s=cfg.jobs_lease_s,
+                                       deadline_s=cfg.jobs_deadline_s),
+            table=table, capacity_of=capacity_of, addrs_of=addrs_of, count=metrics.count,
+            on_reject=reject)
+        worker = WorkerService(
+            identity=self.identity,
+            machine=Worker(net, self.identity.public_key, me, cfg.jobs_concurrency,
+                           wall_time_s=cfg.jobs_wall_time_s),
+            transport=transport, clock=clock, rng=rng, store=self.store, blobs=blobs,
+            settings=WorkerSettings(net=net, device=cfg.jobs_device,
+                                    discovery_interval_s=cfg.jobs_discovery_interval_s,
+                                    limits=limits),
+            count=metrics.count, on_reject=reject,
+            created_ok=lambda sj, wall: sj.spec.created <= wall + MAX_CLOCK_SKEW_MS)
+        return JobsService(net=net, transport=transport, requester=requester, worker=worker,
+                           metrics=metrics, on_reject=reject)
 
     async def _read_caps(self, sub: Any) -> None:
         while True:

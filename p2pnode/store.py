@@ -6,11 +6,13 @@ the acknowledgement leaves, so ``kill -9`` loses nothing acknowledged.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 SCHEMA_VERSION = 1
 
@@ -32,9 +34,25 @@ CREATE TABLE IF NOT EXISTS work_jobs (
 """
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _locked(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(self: NodeStore, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return fn(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 class NodeStore:
+    """One SQLite connection, used from the event loop and from worker threads (writes
+    that fsync run off the event loop); a lock serialises every use."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.RLock()
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
@@ -44,6 +62,7 @@ class NodeStore:
             (str(SCHEMA_VERSION).encode(),),
         )
 
+    @_locked
     def next_counter(self, name: str, floor: int = 1) -> int:
         """Increment a persisted counter to at least ``floor`` and return it; durable
         before it returns."""
@@ -57,12 +76,14 @@ class NodeStore:
             row = self.db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
         return int(row[0])
 
+    @_locked
     def counter(self, name: str) -> int:
         row = self.db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
         return int(row[0]) if row else 0
 
     # -- peers ----------------------------------------------------------------------------
 
+    @_locked
     def save_peer(self, peer_id: str, addrs: list[str], now_ms: int) -> None:
         with self.db:
             self.db.execute(
@@ -70,6 +91,7 @@ class NodeStore:
                 "DO UPDATE SET addrs=excluded.addrs, seen_ms=excluded.seen_ms",
                 (peer_id, json.dumps(addrs), now_ms))
 
+    @_locked
     def known_peers(self, since_ms: int, limit: int) -> list[tuple[str, list[str]]]:
         rows = self.db.execute(
             "SELECT peer_id, addrs FROM peers WHERE seen_ms >= ? ORDER BY seen_ms DESC LIMIT ?",
@@ -78,6 +100,7 @@ class NodeStore:
 
     # -- jobs ---------------------------------------------------------------------------
 
+    @_locked
     def save_req_job(self, job_id: bytes, spec: bytes, state: str, row: dict[str, Any],
                      created_ms: int, now_ms: int) -> None:
         with self.db:
@@ -87,16 +110,18 @@ class NodeStore:
                 "row=excluded.row, updated_ms=excluded.updated_ms",
                 (job_id, spec, state, json.dumps(row), created_ms, now_ms))
 
+    @_locked
     def req_jobs(self, states: tuple[str, ...] | None = None
-                 ) -> Iterator[tuple[bytes, bytes, dict[str, Any], int]]:
+                 ) -> list[tuple[bytes, bytes, dict[str, Any], int]]:
         q = "SELECT id, spec, row, created_ms FROM req_jobs"
         args: tuple[str, ...] = ()
         if states:
             q += " WHERE state IN (%s)" % ",".join("?" * len(states))
             args = states
-        for jid, spec, row, created in self.db.execute(q + " ORDER BY created_ms", args):
-            yield bytes(jid), bytes(spec), json.loads(row), int(created)
+        return [(bytes(jid), bytes(spec), json.loads(row), int(created))
+                for jid, spec, row, created in self.db.execute(q + " ORDER BY created_ms", args)]
 
+    @_locked
     def save_work_job(self, job_id: bytes, spec: bytes, state: str, row: dict[str, Any],
                       now_ms: int) -> None:
         with self.db:
@@ -106,15 +131,17 @@ class NodeStore:
                 "updated_ms=excluded.updated_ms",
                 (job_id, spec, state, json.dumps(row), now_ms))
 
+    @_locked
     def work_jobs(self, states: tuple[str, ...] | None = None
-                  ) -> Iterator[tuple[bytes, bytes, str, dict[str, Any]]]:
+                  ) -> list[tuple[bytes, bytes, str, dict[str, Any]]]:
         q = "SELECT id, spec, state, row FROM work_jobs"
         args: tuple[str, ...] = ()
         if states:
             q += " WHERE state IN (%s)" % ",".join("?" * len(states))
             args = states
-        for jid, spec, state, row in self.db.execute(q, args):
-            yield bytes(jid), bytes(spec), str(state), json.loads(row)
+        return [(bytes(jid), bytes(spec), str(state), json.loads(row))
+                for jid, spec, state, row in self.db.execute(q, args)]
 
+    @_locked
     def close(self) -> None:
         self.db.close()

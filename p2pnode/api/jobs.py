@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from p2pnode.api.views import find_job, job_detail, job_summary
 from p2pnode.jobs.market import JobState
 from p2pnode.jobs.model import Requirements
 
@@ -120,30 +121,30 @@ def job_handlers(node: Any) -> dict[str, Any]:
         out = []
         for _ in range(count):
             inputs, params = build_inputs(args)
-            job = market.submit(
+            job = await market.requester.submit(
                 str(args["kind"]), inputs, params, req,
                 max_price=_int(args, "max_price", None),
                 deadline_s=_int(args, "deadline_s", None, 1, 7 * 86400),
                 lease_s=_int(args, "lease_s", None, 2, 3600),
                 redundancy=_int(args, "redundancy", 1, 1, 8) or 1)
-            out.append(market.job_summary(job))
+            out.append(job_summary(job, node.blobs))
         return out
 
     async def list_(args: dict[str, Any]) -> Any:
         market = node.market
         states = set(args.get("states") or [])
-        jobs = [market.job_summary(j) for j in market.jobs.values()
+        jobs = [job_summary(j, node.blobs) for j in market.jobs.values()
                 if not states or j.state.value in states]
         counts = {s.value: 0 for s in JobState}
         for j in market.jobs.values():
             counts[j.state.value] += 1
-        return {"jobs": jobs, "counts": counts, "work": market.work_summary()}
+        return {"jobs": jobs, "counts": counts, "work": market.worker.summary()}
 
     async def show(args: dict[str, Any]) -> Any:
         try:
-            job = node.market.find_job(str(args.get("id", "")))
+            job = find_job(node.market.jobs, str(args.get("id", "")))
         except KeyError as e:
             raise JobArgsError(str(e.args[0])) from e
-        return node.market.job_detail(job)
+        return job_detail(job, node.blobs, node.peer_id)
 
     return {"job.submit": submit, "job.list": list_, "job.show": show}

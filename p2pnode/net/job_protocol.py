@@ -8,11 +8,13 @@ from typing import Any
 
 import trio
 from libp2p.custom_types import TProtocol
+from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
 
 from p2pnode.identity import public_key_from_peer_id
 from p2pnode.jobs.model import MAX_FRAME
 from p2pnode.net.streams import FramedStream
+from p2pnode.ports import TransportError
 from p2pnode.wire.reasons import Reason, WireError
 
 EXCHANGE_TIMEOUT_S = 10.0
@@ -53,8 +55,12 @@ def make_job_handler(handle: Handler, on_error: Callable[[Reason], None]) -> Any
 
 
 async def open_exchange(host: Any, peer_id: str, net: str) -> FramedStream:
-    with trio.fail_after(EXCHANGE_TIMEOUT_S):
-        stream = await host.new_stream(ID.from_base58(peer_id), [job_protocol_id(net)])
+    """A new ``/job/1`` stream; TransportError if none can be had in EXCHANGE_TIMEOUT_S."""
+    try:
+        with trio.fail_after(EXCHANGE_TIMEOUT_S):
+            stream = await host.new_stream(ID.from_base58(peer_id), [job_protocol_id(net)])
+    except (trio.TooSlowError, BaseLibp2pError, OSError, ValueError) as e:
+        raise TransportError(f"no stream to {peer_id}: {e}") from e
     return FramedStream(stream, MAX_FRAME)
 
 

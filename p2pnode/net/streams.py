@@ -21,7 +21,10 @@ class FramedStream:
         self.decoder = FrameDecoder(max_frame)
 
     async def send(self, payload: bytes) -> None:
-        await self.stream.write(encode_frame(payload))
+        try:
+            await self.stream.write(encode_frame(payload))
+        except (StreamEOF, StreamError) as e:
+            raise WireError(Reason.TRUNCATED, "stream closed while sending") from e
 
     async def receive(self, timeout: float) -> bytes:
         """The next frame; WireError(TRUNCATED) if the peer closes first, TooSlowError on

@@ -63,7 +63,7 @@ def refusal(reply: bytes) -> str:
 async def test_results_and_claims_the_requester_must_refuse(tmp_path: Path) -> None:
     async with running_nodes(tmp_path, 2) as (req, worker):
         await wait_for(lambda: req.caps_known() == 1 and worker.caps_known() == 1)
-        job = req.market.submit("matmul", matmul_inputs(), {}, Requirements(), lease_s=10)
+        job = await req.market.requester.submit("matmul", matmul_inputs(), {}, Requirements(), lease_s=10)
         await wait_for(lambda: job.terminal, timeout=30)
         assert job.state is JobState.COMPLETED
         async with attacker_against(req) as atk:
@@ -95,7 +95,7 @@ async def test_results_and_claims_the_requester_must_refuse(tmp_path: Path) -> N
                 await FramedStream(stream, 1 << 21).close()
                 await wait_for(lambda r=reason: rejected(req, r) >= 1)  # type: ignore[misc]
         # the market still serves honest peers
-        again = req.market.submit("matmul", matmul_inputs(), {}, Requirements(), lease_s=10)
+        again = await req.market.requester.submit("matmul", matmul_inputs(), {}, Requirements(), lease_s=10)
         await wait_for(lambda: again.terminal, timeout=30)
         assert again.state is JobState.COMPLETED
 
@@ -121,7 +121,7 @@ async def test_worker_refuses_forged_offers_and_leases(tmp_path: Path) -> None:
                                                                "ts": now}))
         claim = open_message(await framed.receive(10), net=NET)
         assert claim.t == T_CLAIM and claim.job == sj.id
-        assert worker.market.policy.free == worker.config.jobs_concurrency - 1
+        assert worker.market.worker.machine.free == worker.config.jobs_concurrency - 1
         forged = seal_message(Identity.generate(), T_LEASE, {
             "net": NET, "job": sj.id, "worker": worker.identity.public_key, "lease": 1,
             "expires": now + 10_000, "price": 0})
@@ -129,8 +129,8 @@ async def test_worker_refuses_forged_offers_and_leases(tmp_path: Path) -> None:
         await framed.close()
         await wait_for(lambda: rejected(worker, Reason.SIGNER_MISMATCH) == 2)
         # the slot it reserved is free again and no work was started
-        await wait_for(lambda: worker.market.policy.free == worker.config.jobs_concurrency)
-        assert sj.id not in worker.market.work
+        await wait_for(lambda: worker.market.worker.machine.free == worker.config.jobs_concurrency)
+        assert sj.id not in worker.market.worker.machine.work
 
 
 class _Permissive(Validator):  # type: ignore[misc]

@@ -8,6 +8,7 @@ import numpy as np
 import trio
 
 from p2pnode.api.jobs import job_handlers
+from p2pnode.api.views import job_detail, job_summary
 from p2pnode.jobs import tensors
 from p2pnode.jobs.market import JobState
 from p2pnode.jobs.model import Requirements
@@ -24,10 +25,10 @@ async def test_matmul_job_offered_from_caps_table_completes_exactly(tmp_path: Pa
         await wait_for(lambda: all(n.caps_known() == 2 for n in nodes))
         req = nodes[0]
         inputs = _matmul_inputs(24, b"s1")
-        job = req.market.submit("matmul", inputs, {}, Requirements(), lease_s=10)
+        job = await req.market.requester.submit("matmul", inputs, {}, Requirements(), lease_s=10)
         await wait_for(lambda: job.terminal, timeout=30)
         assert job.state is JobState.COMPLETED
-        detail = req.market.job_detail(job)
+        detail = job_detail(job, req.blobs, req.peer_id)
         assert detail["worker"] in {nodes[1].peer_id, nodes[2].peer_id}
         events = [h["event"] for h in detail["history"]]
         assert events[:3] == ["published", "claimed", "leased"] and events[-1] == "verified"
@@ -49,14 +50,14 @@ async def test_workers_find_jobs_through_the_dht(tmp_path: Path) -> None:
         market = nodes[0].market
         await wait_for(lambda: all(market.jobs[i].terminal for i in ids), timeout=60)
         assert all(market.jobs[i].state is JobState.COMPLETED for i in ids)
-        workers = {w.job.id for n in nodes[1:] for w in n.market.work.values()}
+        workers = {w.job.id for n in nodes[1:] for w in n.market.worker.machine.work.values()}
         assert set(ids) <= workers
 
 
 async def test_requester_restart_resumes_open_jobs(tmp_path: Path) -> None:
     # A lone requester: nobody can take the job, so it is still open when the node stops.
     async with running_nodes(tmp_path, 1) as nodes:
-        job = nodes[0].market.submit("matmul", _matmul_inputs(8, b"r"), {}, Requirements())
+        job = await nodes[0].market.requester.submit("matmul", _matmul_inputs(8, b"r"), {}, Requirements())
         job_id = job.id
         home, identity = nodes[0].home, nodes[0].identity
     async with running_nodes(tmp_path / "again", 1) as other:
@@ -91,20 +92,21 @@ async def test_a_restarted_worker_resumes_its_live_lease(tmp_path: Path) -> None
         worker = Node(tmp_path / "w", wcfg, worker_id, hardware=HW)
         w_scope = await outer.start(run_in_own_scope, worker)
         await wait_for(lambda: req.caps_known() == 1)
-        job = req.market.submit(
+        job = await req.market.requester.submit(
             "wasm", {"module": compile_wat(LOOP_WAT), "input": (3_000_000).to_bytes(4, "little")},
             {}, Requirements(), lease_s=20)
-        await wait_for(lambda: job.id in worker.market.work
-                       and worker.market.work[job.id].state == "running", timeout=30)
+        work = worker.market.worker.machine.work
+        await wait_for(lambda: job.id in work and work[job.id].state.value == "running",
+                       timeout=30)
         # Stop the worker mid-job (its state is in SQLite, as after kill -9) and restart it.
         w_scope.cancel()
         await wait_for(lambda: worker.stack is None)
         again = Node(tmp_path / "w", wcfg, worker_id, hardware=HW)
         await outer.start(again.run)
-        item = again.market.work[job.id]
-        assert [h[1] for h in item.history][-1] in ("resumed", "fetching", "running")
+        item = again.market.worker.machine.work[job.id]
+        assert "restarted" in [h[1] for h in item.history]
         await wait_for(lambda: job.terminal, timeout=60)
         assert job.state is JobState.COMPLETED
         assert job.reassigned == 0  # the same worker finished its own lease
-        assert req.market.job_summary(job)["worker"] == worker_id.peer_id
+        assert job_summary(job, req.blobs)["worker"] == worker_id.peer_id
         outer.cancel_scope.cancel()

@@ -1,0 +1,189 @@
+"""The stream messages of ``/job/1`` as values (spec 04 §2.3).
+
+Each message is a frozen dataclass named like its CDDL rule; ``seal`` signs it and
+:func:`decode` opens one (JOB-9: envelope, type, body, network) into the dataclass. The
+field checks themselves are the table ``p2pnode.jobs.model.SCHEMAS``, so there is one
+definition of every body.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+from p2pnode.identity import Identity
+from p2pnode.jobs.model import (
+    CID_SIZE,
+    MAX_DETAIL_LEN,
+    T_CLAIM,
+    T_GET,
+    T_HEARTBEAT,
+    T_LEASE,
+    T_LIST,
+    T_OFFER,
+    T_QUERY,
+    T_REFUSE,
+    T_RESULT,
+    T_VERDICT,
+    open_message,
+    seal_message,
+)
+from p2pnode.wire.reasons import Reason
+
+NO_OUTPUT = b"\x12\x20" + bytes(32)  # the content id a verdict names when there is none
+
+
+@dataclass(frozen=True, slots=True)
+class _Body:
+    T: ClassVar[str] = ""
+    # CDDL keys that are Python keywords
+    _RENAMED: ClassVar[dict[str, str]] = {}
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[self._RENAMED.get(f.name, f.name)] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    def seal(self, identity: Identity) -> bytes:
+        return seal_message(identity, self.T, self.body())
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Any:
+        back = {v: k for k, v in cls._RENAMED.items()}
+        kw = {back.get(k, k): (tuple(v) if isinstance(v, list) else v) for k, v in body.items()}
+        return cls(**kw)
+
+
+@dataclass(frozen=True, slots=True)
+class JobOffer(_Body):
+    T: ClassVar[str] = T_OFFER
+    net: str
+    spec: bytes
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery(_Body):
+    T: ClassVar[str] = T_QUERY
+    _RENAMED: ClassVar[dict[str, str]] = {"resource_class": "class"}
+    net: str
+    kinds: tuple[str, ...]
+    resource_class: str
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobList(_Body):
+    T: ClassVar[str] = T_LIST
+    net: str
+    jobs: tuple[bytes, ...]
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobGet(_Body):
+    T: ClassVar[str] = T_GET
+    net: str
+    job: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class JobClaim(_Body):
+    T: ClassVar[str] = T_CLAIM
+    net: str
+    job: bytes
+    price: int
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobLease(_Body):
+    T: ClassVar[str] = T_LEASE
+    net: str
+    job: bytes
+    worker: bytes
+    lease: int
+    expires: int
+    price: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobHeartbeat(_Body):
+    T: ClassVar[str] = T_HEARTBEAT
+    net: str
+    job: bytes
+    lease: int
+    progress: int
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult(_Body):
+    T: ClassVar[str] = T_RESULT
+    net: str
+    job: bytes
+    lease: int
+    output: bytes
+    size: int
+    ts: int
+    proof: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def compute_ms(self) -> int:
+        v = self.meta.get("elapsed_ms", 0)
+        return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+
+
+@dataclass(frozen=True, slots=True)
+class JobVerdict(_Body):
+    T: ClassVar[str] = T_VERDICT
+    net: str
+    job: bytes
+    lease: int
+    worker: bytes
+    output: bytes
+    accepted: bool
+    reason: str
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobRefuse(_Body):
+    T: ClassVar[str] = T_REFUSE
+    net: str
+    job: bytes
+    reason: str
+    detail: str
+    ts: int
+
+    @classmethod
+    def make(cls, net: str, job: bytes, reason: Reason, detail: str, ts: int) -> JobRefuse:
+        """A refusal with its detail cut to the byte limit on a character boundary."""
+        short = detail.encode()[:MAX_DETAIL_LEN].decode("utf-8", "ignore")
+        return cls(net=net, job=job if len(job) == CID_SIZE else b"", reason=reason.value,
+                   detail=short, ts=ts)
+
+
+StreamMessage = (JobOffer | JobQuery | JobList | JobGet | JobClaim | JobLease | JobHeartbeat
+                 | JobResult | JobVerdict | JobRefuse)
+CLASSES: dict[str, type[Any]] = {c.T: c for c in (
+    JobOffer, JobQuery, JobList, JobGet, JobClaim, JobLease, JobHeartbeat, JobResult,
+    JobVerdict, JobRefuse)}
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A decoded stream message with its signer (the envelope's key) and its bytes."""
+
+    msg: StreamMessage
+    signer: bytes
+    raw: bytes = field(repr=False, default=b"")
+
+
+def decode(data: bytes, *, net: str, expected: set[str] | None = None) -> Received:
+    """Open one stream message (JOB-9) into its dataclass; raises WireError."""
+    m = open_message(data, net=net, expected=expected)
+    return Received(msg=CLASSES[m.t].from_body(m.body), signer=m.signer, raw=m.raw)

@@ -1,0 +1,71 @@
+"""The typed seams between the services and the outside world (docs: ARCHITECTURE).
+
+Services meet the network only through a :class:`Transport` (and time only through
+``p2pnode.services.clock.LocalClock``). ``p2pnode/net/transport.py`` implements it over
+py-libp2p; ``p2pnode/services/memory.py`` implements it in memory for the shell's tests and
+the simulator. No py-libp2p type crosses these interfaces: peers are PeerID strings, keys are
+raw Ed25519 public keys, payloads are bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from p2pnode.blobs.store import BlobStore
+
+
+class Exchange(Protocol):
+    """One ``/job/1`` exchange: whole frames in and out (XCH-1)."""
+
+    async def send(self, payload: bytes) -> None: ...
+
+    async def receive(self, timeout: float) -> bytes:
+        """The next frame; WireError when the stream ends or the frame is bad, TooSlowError
+        after ``timeout`` seconds."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# (the exchange, the Noise-authenticated Ed25519 key of the peer, its first frame)
+JobHandler = Callable[[Exchange, bytes, bytes], Awaitable[None]]
+
+
+class Transport(Protocol):
+    """What the job market needs of the network."""
+
+    peer_id: str
+
+    def serve_jobs(self, handler: JobHandler) -> None:
+        """Call ``handler`` for every inbound ``/job/1`` exchange (within its limits)."""
+
+    async def open_job(self, peer: str) -> Exchange:
+        """Open a ``/job/1`` exchange to ``peer`` (bounded by EXCHANGE_TIMEOUT_S)."""
+        ...
+
+    async def fetch_blob(self, peer: str, cid: bytes, store: BlobStore, *, max_size: int,
+                         timeout: float) -> None:
+        """Fetch ``cid`` from ``peer`` into ``store`` (hash-checked, BLOB rules); raises
+        WireError with the reason, or TooSlowError."""
+
+    async def dht_put(self, key: str, value: bytes, timeout: float) -> bool: ...
+
+    async def dht_get(self, key: str, timeout: float) -> bytes | None: ...
+
+    async def provide(self, key: str, timeout: float) -> bool: ...
+
+    async def find_providers(self, key: str, timeout: float) -> list[str]:
+        """Peers that provide ``key``, connected to (or at least dialled) already."""
+        ...
+
+    def connected(self, peer: str) -> bool: ...
+
+    async def ensure_connected(self, peer: str, addrs: list[str]) -> bool:
+        """Dial ``peer`` at ``addrs`` unless a connection is up; never drops one."""
+        ...
+
+
+
+class TransportError(Exception):
+    """A peer could not be reached or a stream could not be opened."""

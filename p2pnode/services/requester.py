@@ -1,0 +1,361 @@
+"""The requester's shell: carries out the effects of ``p2pnode.jobs.requester.Requester``.
+
+It persists jobs (off the event loop, before the message that reveals a change, XCH-9),
+makes offers, fetches and checks outputs, puts DHT records and provides discovery keys,
+and arms one timer from the machine's ``next_deadline``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from p2pnode.blobs.store import BlobStore
+from p2pnode.identity import Identity, peer_id_str
+from p2pnode.jobs.market import Decided, Lease, LeaseState, Refuse, RequesterJob
+from p2pnode.jobs.matching import Capacity
+from p2pnode.jobs.messages import (
+    NO_OUTPUT,
+    JobClaim,
+    JobLease,
+    JobOffer,
+    JobRefuse,
+    JobVerdict,
+    decode,
+)
+from p2pnode.jobs.model import NONCE_SIZE, T_CLAIM, T_REFUSE, JobSpec, Requirements, SignedJob
+from p2pnode.jobs.requester import (
+    Candidate,
+    CheckOutput,
+    Effect,
+    Finished,
+    Offer,
+    Persist,
+    Provide,
+    PutRecord,
+    Requester,
+)
+from p2pnode.jobs.verify import check_output
+from p2pnode.log import event
+from p2pnode.ports import Exchange, Transport, TransportError
+from p2pnode.services.clock import LocalClock
+from p2pnode.store import NodeStore
+from p2pnode.wire.reasons import Reason, WireError
+
+log = logging.getLogger("p2pnode.requester")
+
+DHT_TIMEOUT_S = 8.0
+BLOB_TIMEOUT_S = 60.0
+EXCHANGE_TIMEOUT_S = 10.0
+# VER-1: transport failures are retried over a fresh connection; what the worker provably
+# did wrong is not; a busy worker is waited for and never blamed.
+FETCH_ATTEMPTS = 3
+BUSY_RETRY_S = 1.0
+WORKER_FAULTS = frozenset({Reason.HASH_MISMATCH, Reason.TOO_LARGE, Reason.BAD_FIELD,
+                           Reason.UNKNOWN_FIELD})
+DHT_PUT_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class RequesterSettings:
+    net: str
+    offers: bool = True
+    max_blob_bytes: int = 64 << 20
+    max_price: int = 10_000
+    lease_s: int = 30
+    deadline_s: int = 600
+
+
+Count = Callable[[str, str], None]  # (role, event)
+
+
+class RequesterService:
+    def __init__(self, *, identity: Identity, transport: Transport, clock: LocalClock,
+                 rng: random.Random, store: NodeStore, blobs: BlobStore,
+                 settings: RequesterSettings, table: Callable[[], Sequence[Candidate]],
+                 capacity_of: Callable[[str], Capacity | None],
+                 addrs_of: Callable[[str], list[str]], count: Count,
+                 on_reject: Callable[[Reason], None]) -> None:
+        self.identity = identity
+        self.transport = transport
+        self.clock = clock
+        self.store = store
+        self.blobs = blobs
+        self.s = settings
+        self.net = settings.net
+        self.table = table
+        self.capacity_of = capacity_of
+        self.addrs_of = addrs_of
+        self.count = count
+        self.on_reject = on_reject
+        self.machine = Requester(self.net, rng=rng, offers=settings.offers,
+                                 max_output_bytes=settings.max_blob_bytes)
+        self._nursery: trio.Nursery | None = None
+        self._wake = trio.Event()
+        self._persist_lock = trio.Lock()
+        self._judged: dict[tuple[bytes, int], trio.Event] = {}
+
+    @property
+    def jobs(self) -> dict[bytes, RequesterJob]:
+        return self.machine.jobs
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._resume()
+            nursery.start_soon(self._timer_loop)
+            task_status.started()
+
+    async def _resume(self) -> None:
+        """XCH-10: jobs continue from storage; wall-clock rows move onto the timeline."""
+        shift = self.clock.now_ms() - self.clock.wall_ms()
+        rows = await trio.to_thread.run_sync(self.store.req_jobs)
+        effects: list[Effect] = []
+        for job_id, raw, row, _created in rows:
+            sj = SignedJob.open(raw)
+            job = RequesterJob.from_row(job_id, sj.spec, raw, row, shift)
+            effects += self.machine.add(job, self.clock.now_ms(), resumed=True)
+        if rows:
+            event(log, "jobs.resumed", total=len(rows),
+                  open=sum(1 for j in self.jobs.values() if not j.terminal))
+        await self._apply(effects)
+
+    async def _timer_loop(self) -> None:
+        while True:
+            now, wall = self.clock.now_ms(), self.clock.wall_ms()
+            await self._apply(self.machine.on_timer(now, wall))
+            await self._apply(list(self.machine.offers(self.table(), now)))
+            due = self.machine.next_deadline(now, wall)
+            with trio.move_on_at(self.clock.trio_deadline(due) if due is not None
+                                 else trio.current_time() + 3600):
+                await self._wake.wait()
+            self._wake = trio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- effects ------------------------------------------------------------------------
+
+    async def _apply(self, effects: Sequence[Effect]) -> None:
+        assert self._nursery is not None
+        for e in effects:
+            if isinstance(e, Persist):
+                await self._persist(e.job)
+            elif isinstance(e, Offer):
+                self._nursery.start_soon(self._offer, e)
+            elif isinstance(e, CheckOutput):
+                self._nursery.start_soon(self._verify, e)
+            elif isinstance(e, PutRecord):
+                self._nursery.start_soon(self._put, e)
+            elif isinstance(e, Provide):
+                self._nursery.start_soon(self.transport.provide, e.key, DHT_TIMEOUT_S)
+            elif isinstance(e, Finished):
+                job = self.jobs[e.job]
+                self.count("requester", job.state.value)
+                event(log, "job.finished", job=job.id.hex(), state=job.state.value)
+        if effects:
+            self.wake()
+
+    async def _persist(self, job_id: bytes) -> None:
+        async with self._persist_lock:
+            job = self.jobs[job_id]
+            shift = self.clock.wall_ms() - self.clock.now_ms()
+            row, state = job.to_row(shift), job.state.value
+            await trio.to_thread.run_sync(self.store.save_req_job, job.id, job.raw, state,
+                                          row, job.spec.created, self.clock.wall_ms())
+
+    async def _put(self, e: PutRecord) -> None:
+        for attempt in range(DHT_PUT_ATTEMPTS):  # DHT-7
+            job = self.jobs.get(e.job)
+            if job is None or job.terminal:
+                return
+            if await self.transport.dht_put(e.key, e.value, DHT_TIMEOUT_S):
+                return
+            await trio.sleep(1 + attempt * 2)
+
+    # -- submit -------------------------------------------------------------------------
+
+    async def submit(self, kind: str, inputs: dict[str, bytes], params: dict[str, Any],
+                     req: Requirements, *, max_price: int | None = None,
+                     deadline_s: int | None = None, lease_s: int | None = None,
+                     redundancy: int = 1) -> RequesterJob:
+        """Create, sign and persist a job; it is acknowledged once this returns."""
+        cids = {}
+        for name, data in inputs.items():
+            cids[name] = await trio.to_thread.run_sync(self.blobs.put, data)
+        wall = self.clock.wall_ms()
+        spec = JobSpec(
+            net=self.net, kind=kind, inputs=tuple(sorted(cids.items())),
+            params=tuple(sorted(params.items())), req=req,
+            max_price=self.s.max_price if max_price is None else max_price,
+            created=wall, deadline=wall + 1000 * (deadline_s or self.s.deadline_s),
+            lease_s=lease_s or self.s.lease_s, redundancy=redundancy,
+            nonce=os.urandom(NONCE_SIZE))  # JOB-5: a secure source, never the rng
+        sj = SignedJob.open(spec.seal(self.identity))  # the same checks every receiver runs
+        now = self.clock.now_ms()
+        job = RequesterJob.new(sj.id, sj.spec, sj.raw, now, self.clock.from_wall(spec.deadline))
+        await self._apply(self.machine.add(job, now))
+        self.count("requester", "submitted")
+        event(log, "job.submitted", job=job.id.hex(), kind=kind)
+        return job
+
+    # -- exchanges ----------------------------------------------------------------------
+
+    def _refuse(self, job: bytes, reason: Reason, detail: str = "") -> bytes:
+        return JobRefuse.make(self.net, job, reason, detail, self.clock.wall_ms()).seal(
+            self.identity)
+
+    def _lease_msg(self, job_id: bytes, lease: Lease) -> bytes:
+        return JobLease(net=self.net, job=job_id, worker=lease.worker, lease=lease.number,
+                        expires=self.clock.to_wall(lease.expires),
+                        price=lease.price).seal(self.identity)
+
+    def _verdict(self, job_id: bytes, lease: Lease) -> bytes:
+        return JobVerdict(net=self.net, job=job_id, lease=lease.number, worker=lease.worker,
+                          output=lease.output or NO_OUTPUT,
+                          accepted=lease.state is LeaseState.ACCEPTED, reason=lease.reason,
+                          ts=self.clock.wall_ms()).seal(self.identity)
+
+    async def answer_claim(self, worker: bytes, claim: JobClaim) -> bytes:
+        peer = peer_id_str(worker)
+        d, effects = self.machine.on_claim(claim.job, worker, claim.price,
+                                           self.clock.now_ms(), self.capacity_of(peer))
+        await self._apply(effects)  # durable before the lease leaves
+        if isinstance(d, Refuse):
+            self.on_reject(d.reason)
+            return self._refuse(claim.job, d.reason, d.detail)
+        if effects:
+            self.count("requester", "leased")
+        return self._lease_msg(claim.job, d.lease)
+
+    def answer_heartbeat(self, worker: bytes, job: bytes, number: int, progress: int) -> bytes:
+        d = self.machine.on_heartbeat(job, worker, number, progress, self.clock.now_ms())
+        self.wake()
+        if isinstance(d, Refuse):
+            self.on_reject(d.reason)
+            return self._refuse(job, d.reason, d.detail)
+        return self._lease_msg(job, d.lease)
+
+    async def answer_result(self, worker: bytes, job_id: bytes, number: int, output: bytes,
+                            size: int, compute_ms: int) -> bytes:
+        d, effects = self.machine.on_result(job_id, worker, number, output, size,
+                                            self.clock.now_ms(), compute_ms)
+        await self._apply(effects)
+        if isinstance(d, Refuse):
+            self.on_reject(d.reason)
+            return self._refuse(job_id, d.reason, d.detail)
+        if isinstance(d, Decided):
+            return self._verdict(job_id, d.lease)
+        # Verify or Await: the check runs in its own task; this exchange waits for it, and
+        # a worker whose stream broke sends the result again and waits here anew.
+        judged = self._judged.setdefault((job_id, number), trio.Event())
+        with trio.move_on_at(self.clock.trio_deadline(d.lease.verify_by) + 1):
+            await judged.wait()
+        lease = self.jobs[job_id].leases[number]
+        if lease.state is LeaseState.VERIFYING:
+            return self._refuse(job_id, Reason.BUSY, "still verifying")
+        return self._verdict(job_id, lease)
+
+    def answer_get(self, job_id: bytes) -> bytes:
+        raw = self.machine.spec_of(job_id)
+        if raw is None:
+            self.on_reject(Reason.UNKNOWN_JOB)
+            return self._refuse(job_id, Reason.UNKNOWN_JOB)
+        return raw
+
+    # -- offers (OFR-3) -------------------------------------------------------------------
+
+    async def _offer(self, o: Offer) -> None:
+        busy = False
+        job = self.jobs[o.job]
+        try:
+            ex = await self.transport.open_job(o.worker)
+            try:
+                busy = await self._offer_on(ex, job, o.worker)
+            finally:
+                await ex.close()
+        except (WireError, trio.TooSlowError, TransportError) as e:
+            event(log, "job.offer.failed", logging.DEBUG, job=o.job.hex(), peer=o.worker,
+                  error=str(e))
+        finally:
+            self.machine.on_offer_done(o.job, o.worker, self.clock.now_ms(), busy)
+            self.wake()
+
+    async def _offer_on(self, ex: Exchange, job: RequesterJob, peer: str) -> bool:
+        await ex.send(JobOffer(net=self.net, spec=job.raw, ts=self.clock.wall_ms())
+                      .seal(self.identity))
+        reply = decode(await ex.receive(EXCHANGE_TIMEOUT_S), net=self.net,
+                       expected={T_CLAIM, T_REFUSE})
+        if isinstance(reply.msg, JobRefuse):
+            return reply.msg.reason == Reason.BUSY.value
+        assert isinstance(reply.msg, JobClaim)
+        if peer_id_str(reply.signer) != peer or reply.msg.job != job.id:
+            self.on_reject(Reason.SIGNER_MISMATCH)  # XCH-3
+            return False
+        await ex.send(await self.answer_claim(reply.signer, reply.msg))
+        return False
+
+    # -- verification (VER-1 .. VER-3, LEASE-12) ------------------------------------------
+
+    async def _verify(self, c: CheckOutput) -> None:
+        result: tuple[bool, str, bool] | None = None
+        with trio.move_on_at(self.clock.trio_deadline(c.by)):
+            result = await self._fetch_and_check(c)
+        now = self.clock.now_ms()
+        if result is not None:
+            ok, reason, checked = result
+            _, effects = self.machine.on_checked(c.job, c.lease, ok, reason, now, checked)
+            await self._apply(effects)
+            self.count("requester", "verified" if ok else "rejected")
+        else:  # out of time: the machine judges it at its deadline (LEASE-12)
+            await self._apply(self.machine.on_timer(now, self.clock.wall_ms()))
+        self._judged.pop((c.job, c.lease), trio.Event()).set()
+
+    async def _fetch_and_check(self, c: CheckOutput) -> tuple[bool, str, bool]:
+        peer = peer_id_str(c.worker)
+        attempts, last = 0, Reason.NOT_FOUND
+        while attempts < FETCH_ATTEMPTS:
+            try:
+                await self.transport.fetch_blob(peer, c.output, self.blobs,
+                                                max_size=self.s.max_blob_bytes,
+                                                timeout=BLOB_TIMEOUT_S)
+                break
+            except WireError as e:
+                if e.reason in WORKER_FAULTS:
+                    return False, e.reason.value, False
+                if e.reason is Reason.BUSY:  # serving others: wait, do not blame
+                    await trio.sleep(BUSY_RETRY_S)
+                    continue
+                last = e.reason
+            except trio.TooSlowError:
+                last = Reason.TRUNCATED
+            except TransportError:
+                last = Reason.TRUNCATED
+            attempts += 1
+            # Not provably the worker's fault: make sure a connection is up (dialling its
+            # advertised address if none is; an open one, and the stream that will carry
+            # the verdict, is never dropped) and try again.
+            await self.transport.ensure_connected(peer, self.addrs_of(peer))
+            event(log, "job.output.refetch", logging.DEBUG, job=c.job.hex(),
+                  attempt=attempts, reason=last.value)
+        else:
+            return False, last.value, False
+        job = self.jobs[c.job]
+        verdict = await trio.to_thread.run_sync(self._check_blobs, job.spec, c.output)
+        return (True, "", True) if verdict is None else (False, verdict.value, True)
+
+    def _check_blobs(self, spec: JobSpec, output: bytes) -> Reason | None:
+        data = self.blobs.get(output)
+        if data is None:
+            return Reason.NOT_FOUND
+        inputs = {name: self.blobs.get(c) for name, c in spec.inputs}
+        return check_output(spec, inputs, data)
+

@@ -1,0 +1,435 @@
+"""The worker's shell: carries out the effects of ``p2pnode.jobs.worker.Worker``.
+
+It answers offers, finds jobs through the DHT (DHT-10, WRK-5), fetches inputs, runs
+executions that really stop when cancelled, sends heartbeats and results, and persists the
+work it holds (WRK-9). One timer, armed from the machine's ``next_deadline``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from p2pnode.blobs.store import BlobStore
+from p2pnode.identity import Identity, peer_id_str
+from p2pnode.jobs import discovery
+from p2pnode.jobs.executors.base import ExecError, Limits
+from p2pnode.jobs.messages import (
+    JobClaim,
+    JobGet,
+    JobHeartbeat,
+    JobLease,
+    JobList,
+    JobOffer,
+    JobQuery,
+    JobRefuse,
+    JobResult,
+    JobVerdict,
+    Received,
+    decode,
+)
+from p2pnode.jobs.model import T_LEASE, T_LIST, T_REFUSE, T_VERDICT, SignedJob
+from p2pnode.jobs.worker import (
+    OPEN,
+    VERDICT_WAIT_MS,
+    Effect,
+    Execute,
+    FetchInputs,
+    Persist,
+    SendHeartbeat,
+    SendResult,
+    Stop,
+    Work,
+    Worker,
+    WorkState,
+)
+from p2pnode.ports import Exchange, Transport, TransportError
+from p2pnode.services.clock import LocalClock
+from p2pnode.services.execution import execute
+from p2pnode.store import NodeStore
+from p2pnode.wire.reasons import Reason, WireError
+
+log = logging.getLogger("p2pnode.worker")
+
+EXCHANGE_TIMEOUT_S = 10.0
+BLOB_TIMEOUT_S = 60.0
+DHT_TIMEOUT_S = 8.0
+Count = Callable[[str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    net: str
+    device: str = "auto"
+    discovery_interval_s: float = 5.0
+    limits: Limits = dataclasses.field(default_factory=Limits)
+
+
+class WorkerService:
+    def __init__(self, *, identity: Identity, machine: Worker, transport: Transport,
+                 clock: LocalClock, rng: random.Random, store: NodeStore, blobs: BlobStore,
+                 settings: WorkerSettings, count: Count,
+                 on_reject: Callable[[Reason], None],
+                 created_ok: Callable[[SignedJob, int], bool] = lambda sj, wall: True) -> None:
+        self.identity = identity
+        self.machine = machine
+        self.transport = transport
+        self.clock = clock
+        self.rng = rng
+        self.store = store
+        self.blobs = blobs
+        self.s = settings
+        self.net = settings.net
+        self.count = count
+        self.on_reject = on_reject
+        self.created_ok = created_ok
+        self._nursery: trio.Nursery | None = None
+        self._scopes: dict[bytes, trio.CancelScope] = {}
+        self._wake = trio.Event()
+        self._persist_lock = trio.Lock()
+        self._exec_limit = trio.CapacityLimiter(max(1, machine.concurrency))
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._resume()
+            nursery.start_soon(self._timer_loop)
+            nursery.start_soon(self._discovery_loop)
+            task_status.started()
+
+    async def _resume(self) -> None:
+        shift = self.clock.now_ms() - self.clock.wall_ms()
+        rows = await trio.to_thread.run_sync(
+            self.store.work_jobs, tuple(s.value for s in OPEN if s is not WorkState.CLAIMING))
+        effects: list[Effect] = []
+        for _job_id, raw, state, row in rows:
+            w = Work(job=SignedJob.open(raw), state=WorkState(state), lease=row["lease"],
+                     price=row["price"], expires=row["expires"] + shift,
+                     budget_end=row["budget_end"] + shift,
+                     history=[(int(a) + shift, str(b), str(c)) for a, b, c in row["history"]])
+            effects += self.machine.resume(w, self.clock.now_ms())
+        await self._apply(effects)
+
+    async def _timer_loop(self) -> None:
+        while True:
+            await self._apply(self.machine.on_timer(self.clock.now_ms()))
+            self.machine.forget_finished()
+            due = self.machine.next_deadline()
+            with trio.move_on_at(self.clock.trio_deadline(due) if due is not None
+                                 else trio.current_time() + 3600):
+                await self._wake.wait()
+            self._wake = trio.Event()
+
+    # -- effects ------------------------------------------------------------------------
+
+    async def _apply(self, effects: Sequence[Effect]) -> None:
+        assert self._nursery is not None
+        for e in effects:
+            if isinstance(e, Persist):
+                await self._persist(e.job)
+            elif isinstance(e, FetchInputs):
+                self._run_for(e.job, self._fetch_inputs, e.job)
+            elif isinstance(e, Execute):
+                self._run_for(e.job, self._execute, e)
+            elif isinstance(e, Stop):
+                scope = self._scopes.pop(e.job, None)
+                if scope is not None:
+                    scope.cancel()
+                w = self.machine.work.get(e.job)
+                if w is not None:
+                    self.count("worker", w.state.value)
+            elif isinstance(e, SendHeartbeat):
+                self._nursery.start_soon(self._heartbeat, e)
+            elif isinstance(e, SendResult):
+                self._nursery.start_soon(self._submit, e)
+        if effects:
+            self._wake.set()
+
+    def _run_for(self, job_id: bytes, fn: Callable[..., Any], arg: Any) -> None:
+        """Run ``fn(arg)`` in a scope that ``Stop`` cancels."""
+        assert self._nursery is not None
+        scope = trio.CancelScope()
+        self._scopes[job_id] = scope
+
+        async def task() -> None:
+            with scope:
+                await fn(arg)
+
+        self._nursery.start_soon(task)
+
+    async def _persist(self, job_id: bytes) -> None:
+        async with self._persist_lock:
+            w = self.machine.work[job_id]
+            shift = self.clock.wall_ms() - self.clock.now_ms()
+            row = {"lease": w.lease, "price": w.price, "expires": w.expires + shift,
+                   "budget_end": w.budget_end + shift,
+                   "output": w.output.hex() if w.output else None,
+                   "requester": peer_id_str(w.job.requester),
+                   "history": [(t + shift, a, b) for t, a, b in w.history]}
+            await trio.to_thread.run_sync(self.store.save_work_job, w.id, w.job.raw,
+                                          w.state.value, row, self.clock.wall_ms())
+
+    # -- claiming (WRK-1 .. WRK-5) --------------------------------------------------------
+
+    def _deadline(self, sj: SignedJob) -> int:
+        return self.clock.from_wall(sj.spec.deadline)
+
+    def _take(self, sj: SignedJob) -> tuple[int | None, Reason | None]:
+        wall = self.clock.wall_ms()
+        return self.machine.take(sj, self.clock.now_ms(), self._deadline(sj),
+                                 lambda: self.created_ok(sj, wall))
+
+    def _claim(self, sj: SignedJob, price: int) -> bytes:
+        return JobClaim(net=self.net, job=sj.id, price=price,
+                        ts=self.clock.wall_ms()).seal(self.identity)
+
+    async def _claim_answered(self, sj: SignedJob, data: bytes | None) -> bool:
+        """WRK-4: a lease signed by the requester for this job and worker, or nothing."""
+        lease: JobLease | None = None
+        if data is not None:
+            try:
+                reply = decode(data, net=self.net, expected={T_LEASE, T_REFUSE})
+                if isinstance(reply.msg, JobLease):
+                    why = self.machine.lease_problem(sj, reply.signer, reply.msg)
+                    if why is not None:
+                        raise WireError(why, "lease not for us")
+                    lease = reply.msg
+            except WireError as e:
+                self.on_reject(e.reason)
+        expires = self.clock.from_wall(lease.expires) if lease else 0
+        await self._apply(self.machine.on_claim_answer(sj.id, lease, expires,
+                                                       self.clock.now_ms()))
+        if lease is not None:
+            self.count("worker", "leased")
+        return lease is not None
+
+    async def on_offer(self, ex: Exchange, rec: Received) -> None:
+        """WRK-3: open the offered spec, check its signer, consider, claim."""
+        assert isinstance(rec.msg, JobOffer)
+        refuse = JobRefuse.make
+        try:
+            sj = SignedJob.open(rec.msg.spec)
+        except WireError as e:
+            self.on_reject(e.reason)
+            await ex.send(refuse(self.net, b"", e.reason, e.detail,
+                                 self.clock.wall_ms()).seal(self.identity))
+            return
+        if sj.requester != rec.signer:
+            self.on_reject(Reason.SIGNER_MISMATCH)
+            await ex.send(refuse(self.net, sj.id, Reason.SIGNER_MISMATCH,
+                                 "offer not from the job's requester",
+                                 self.clock.wall_ms()).seal(self.identity))
+            return
+        price, why = self._take(sj)
+        if price is None:
+            assert why is not None
+            if why is Reason.CLOCK_SKEW or why is Reason.WRONG_NETWORK:
+                self.on_reject(why)
+            await ex.send(refuse(self.net, sj.id, why, "", self.clock.wall_ms())
+                          .seal(self.identity))
+            return
+        data: bytes | None = None
+        try:
+            await ex.send(self._claim(sj, price))
+            data = await ex.receive(EXCHANGE_TIMEOUT_S)
+        except (WireError, trio.TooSlowError):
+            data = None
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._claim_answered(sj, data)
+
+    async def _request(self, peer: str, payload: bytes, timeout: float) -> bytes | None:
+        try:
+            ex = await self.transport.open_job(peer)
+            try:
+                await ex.send(payload)
+                return await ex.receive(timeout)
+            finally:
+                await ex.close()
+        except (WireError, trio.TooSlowError, TransportError):
+            return None
+
+    # -- the work -------------------------------------------------------------------------
+
+    async def _fetch_inputs(self, job_id: bytes) -> None:
+        w = self.machine.work[job_id]
+        requester = peer_id_str(w.job.requester)
+        ok, detail = True, ""
+        try:
+            for _name, c in w.job.spec.inputs:
+                await self.transport.fetch_blob(requester, c, self.blobs,
+                                                max_size=self.s.limits.max_input_bytes,
+                                                timeout=BLOB_TIMEOUT_S)
+        except (WireError, trio.TooSlowError, TransportError) as e:
+            ok, detail = False, getattr(e, "reason", Reason.TRUNCATED).value
+        self._scopes.pop(job_id, None)
+        await self._apply(self.machine.on_inputs(job_id, ok, detail, self.clock.now_ms()))
+
+    def _load_inputs(self, sj: SignedJob) -> dict[str, bytes]:
+        out = {}
+        for name, c in sj.spec.inputs:
+            data = self.blobs.get(c)
+            if data is None:
+                raise ExecError(Reason.NOT_FOUND, f"input {name} vanished from the store")
+            out[name] = data
+        return out
+
+    async def _execute(self, e: Execute) -> None:
+        w = self.machine.work[e.job]
+        sj = w.job
+        limits = dataclasses.replace(self.s.limits, wall_time_s=e.wall_time_s)
+        output: bytes | None = None
+        size, meta, reason = 0, {}, ""
+        async with self._exec_limit:
+            try:
+                inputs = await trio.to_thread.run_sync(self._load_inputs, sj)
+                res = await execute(sj.spec.kind, inputs, dict(sj.spec.params), limits,
+                                    device=self.s.device)
+                size = len(res.output)
+                output = await trio.to_thread.run_sync(self.blobs.put, res.output)
+                meta = {k: v for k, v in res.meta.items()
+                        if isinstance(v, int) or (isinstance(v, str) and len(v) <= 64)}
+            except ExecError as err:
+                reason = f"{err.reason.value}: {err.detail}"
+        self._scopes.pop(e.job, None)
+        await self._apply(self.machine.on_executed(e.job, output, size, meta, reason,
+                                                   self.clock.now_ms()))
+
+    async def _heartbeat(self, e: SendHeartbeat) -> None:
+        w = self.machine.work.get(e.job)
+        if w is None:
+            return
+        hb = JobHeartbeat(net=self.net, job=e.job, lease=e.lease, progress=e.progress,
+                          ts=self.clock.wall_ms()).seal(self.identity)
+        data = await self._request(peer_id_str(w.job.requester), hb, EXCHANGE_TIMEOUT_S)
+        renewed, refused = None, False
+        if data is not None:
+            try:
+                reply = decode(data, net=self.net, expected={T_LEASE, T_REFUSE})
+                if isinstance(reply.msg, JobRefuse):
+                    refused = reply.signer == w.job.requester
+                else:
+                    assert isinstance(reply.msg, JobLease)
+                    why = self.machine.lease_problem(w.job, reply.signer, reply.msg, e.lease)
+                    if why is not None:  # WRK-6: counts as no answer
+                        raise WireError(why, "renewal not for this lease")
+                    renewed = self.clock.from_wall(reply.msg.expires)
+            except WireError as err:
+                self.on_reject(err.reason)
+        await self._apply(self.machine.on_heartbeat_answer(e.job, renewed, refused,
+                                                           self.clock.now_ms()))
+
+    async def _submit(self, e: SendResult) -> None:
+        w = self.machine.work.get(e.job)
+        if w is None:
+            return
+        msg = JobResult(net=self.net, job=e.job, lease=e.lease, output=e.output, size=e.size,
+                        ts=self.clock.wall_ms(), meta=e.meta).seal(self.identity)
+        wait_s = max(1.0, (w.verdict_by - self.clock.now_ms()) / 1000)
+        data = await self._request(peer_id_str(w.job.requester), msg,
+                                   min(wait_s, VERDICT_WAIT_MS / 1000))
+        accepted: bool | None = None
+        refused: str | None = None
+        if data is not None:
+            try:
+                reply = decode(data, net=self.net, expected={T_VERDICT, T_REFUSE})
+                if reply.signer != w.job.requester:  # WRK-7
+                    raise WireError(Reason.SIGNER_MISMATCH, "verdict not from the requester")
+                if isinstance(reply.msg, JobVerdict):
+                    accepted = reply.msg.accepted
+                else:
+                    assert isinstance(reply.msg, JobRefuse)
+                    refused = reply.msg.reason
+            except WireError as err:
+                self.on_reject(err.reason)
+        await self._apply(self.machine.on_result_answer(e.job, accepted, refused,
+                                                        self.clock.now_ms()))
+
+    # -- the pull path (DHT-10, WRK-5) -----------------------------------------------------
+
+    async def _discovery_loop(self) -> None:
+        interval = self.s.discovery_interval_s
+        await trio.sleep(self.rng.uniform(0, interval))
+        while True:
+            if self.machine.free > 0:
+                await self.discover_once()
+            await trio.sleep(interval * self.rng.uniform(0.8, 1.2))
+
+    async def discover_once(self) -> int:
+        cap = self.machine.capacity
+        keys = discovery.lookup_keys(self.net, sorted(cap.kinds), cap.resource_classes,
+                                     self.clock.wall_ms())
+        providers: list[str] = []
+        for key in keys:
+            for peer in await self.transport.find_providers(key, DHT_TIMEOUT_S):
+                if peer not in providers and peer != self.transport.peer_id:
+                    providers.append(peer)
+        claimed = 0
+        for peer in providers:
+            if self.machine.free <= 0:
+                break
+            q = JobQuery(net=self.net, kinds=tuple(sorted(cap.kinds)),
+                         resource_class=cap.resource_classes[-1],
+                         ts=self.clock.wall_ms()).seal(self.identity)
+            data = await self._request(peer, q, EXCHANGE_TIMEOUT_S)
+            try:
+                reply = decode(data, net=self.net, expected={T_LIST}) if data else None
+            except WireError as err:
+                self.on_reject(err.reason)
+                continue
+            if reply is None or peer_id_str(reply.signer) != peer:
+                continue
+            assert isinstance(reply.msg, JobList)
+            for job_id in reply.msg.jobs:
+                if self.machine.free <= 0:
+                    break
+                if self.machine.wants(job_id, self.clock.now_ms()) and await self._try_claim(
+                        job_id, peer):
+                    claimed += 1
+        return claimed
+
+    async def _spec(self, job_id: bytes, provider: str) -> SignedJob | None:
+        """The spec from the DHT record, else by ``job.get`` from the provider (WRK-5)."""
+        key = discovery.job_record_key(job_id)
+        raw = await self.transport.dht_get(key, DHT_TIMEOUT_S)
+        for source in ("dht", "get"):
+            if source == "get":
+                raw = await self._request(provider, JobGet(net=self.net, job=job_id)
+                                          .seal(self.identity), EXCHANGE_TIMEOUT_S)
+            if raw is None:
+                continue
+            verdict, sj = discovery.validate_job_record(key, raw, net=self.net,
+                                                        now_ms=self.clock.wall_ms())
+            if sj is not None:
+                return sj
+            self.on_reject(verdict.reason)  # type: ignore[union-attr]
+        return None
+
+    async def _try_claim(self, job_id: bytes, provider: str) -> bool:
+        sj = await self._spec(job_id, provider)
+        if sj is None:
+            return False
+        if peer_id_str(sj.requester) != provider:
+            self.on_reject(Reason.SIGNER_MISMATCH)
+            return False
+        price, _why = self._take(sj)
+        if price is None:
+            return False
+        data = await self._request(provider, self._claim(sj, price), EXCHANGE_TIMEOUT_S)
+        return await self._claim_answered(sj, data)
+
+    # -- views ----------------------------------------------------------------------------
+
+    def summary(self) -> list[dict[str, Any]]:
+        return [{"id": jid.hex(), "state": w.state.value, "kind": w.job.spec.kind,
+                 "requester": peer_id_str(w.job.requester)}
+                for jid, w in self.machine.work.items()]
+
