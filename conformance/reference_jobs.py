@@ -1,9 +1,8 @@
 """The reference handlers of the job market, content and framing vectors (spec 01 §4.1,
 spec 04, spec 05), on the public core API of ``p2pnode`` like those of ``reference.py``.
 
-Where a rule lives in the libp2p shell rather than the core (the requester's dispatch of a
-message to the job it names, XCH-5; the worker's outcome for a declined job, WRK-1), the
-handler says so and does what ``p2pnode/market_service.py`` does.
+The market's rules live in the machines ``p2pnode.jobs.requester.Requester`` and
+``p2pnode.jobs.worker.Worker``; the handlers drive them with the vectors' events.
 """
 
 from __future__ import annotations
@@ -35,11 +34,11 @@ from p2pnode.jobs.market import (
     Refuse,
     RequesterJob,
     Verify,
-    WorkerPolicy,
-    WorkerProfile,
 )
+from p2pnode.jobs.matching import Capacity
 from p2pnode.jobs.model import SignedJob, open_message
 from p2pnode.jobs.verify import check_output
+from p2pnode.jobs.worker import Work, Worker, WorkState
 from p2pnode.wire.framing import FrameDecoder, encode_frame
 from p2pnode.wire.reasons import Reason, WireError
 
@@ -189,17 +188,16 @@ def worker(f: Files, p: Params) -> Outcome:
     except WireError as e:
         return _rejected(e)
     prof = p["profile"]
-    policy = WorkerPolicy(WorkerProfile(
-        kinds=frozenset(prof["kinds"]), prices=dict(prof["prices"]),
-        concurrency=prof["concurrency"], cores=prof["cores"], mem=prof["mem"],
-        gpu_mem=prof["gpu_mem"], gpus=prof["gpus"]))
+    cap = Capacity(kinds=frozenset(prof["kinds"]), prices=dict(prof["prices"]),
+                   cores=prof["cores"], mem=prof["mem"], gpu_mem=prof["gpu_mem"],
+                   gpus=prof["gpus"])
+    w = Worker(p["net"], b"\x00" * 32, cap, prof["concurrency"])
     for held in p.get("active", []):
-        policy.active.add(bytes.fromhex(held))
-    why = policy.consider(sj.id, sj.spec, p["now_ms"], p["net"])
+        w.work[bytes.fromhex(held)] = Work(job=sj, state=WorkState.RUNNING)
+    price, why = w.take(sj, p["now_ms"], sj.spec.deadline)
     if why is not None:
         return Outcome("reject" if why in _WORKER_REJECTS else "ignore", why.value)
-    return Outcome("valid", outputs={"claim.json": {"job": sj.id.hex(),
-                                                    "price": policy.price_for(sj.spec.kind)}})
+    return Outcome("valid", outputs={"claim.json": {"job": sj.id.hex(), "price": price}})
 
 
 # -- verification and execution (spec 04 §6, §7) ---------------------------------------------

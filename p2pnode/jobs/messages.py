@@ -28,7 +28,7 @@ from p2pnode.jobs.model import (
     open_message,
     seal_message,
 )
-from p2pnode.wire.reasons import Reason
+from p2pnode.wire.reasons import Reason, WireError
 
 NO_OUTPUT = b"\x12\x20" + bytes(32)  # the content id a verdict names when there is none
 
@@ -187,3 +187,40 @@ def decode(data: bytes, *, net: str, expected: set[str] | None = None) -> Receiv
     """Open one stream message (JOB-9) into its dataclass; raises WireError."""
     m = open_message(data, net=net, expected=expected)
     return Received(msg=CLASSES[m.t].from_body(m.body), signer=m.signer, raw=m.raw)
+
+
+# -- the first message of an exchange (XCH-2 .. XCH-5) ---------------------------------------
+
+# Which side of the market takes each first message (XCH-4); any other is refused.
+REQUESTER_SIDE = frozenset({T_QUERY, T_GET, T_CLAIM, T_HEARTBEAT, T_RESULT})
+WORKER_SIDE = frozenset({T_OFFER})
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where an inbound exchange goes: ``"requester"``, ``"worker"`` or ``"refuse"``
+    (opened and authenticated, but not a first message: refused with ``unknown_type``)."""
+
+    side: str
+    received: Received
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Counted under ``reason`` and closed with no answer: no signature for garbage."""
+
+    reason: Reason
+
+
+def route(first: bytes, remote: bytes, *, net: str) -> Route | Drop:
+    """XCH-2, XCH-3, XCH-4: open the first message; it must be signed by the stream's
+    Noise-authenticated peer ``remote``."""
+    try:
+        rec = decode(first, net=net)
+    except WireError as e:
+        return Drop(e.reason)
+    if rec.signer != remote:
+        return Drop(Reason.SIGNER_MISMATCH)
+    t = rec.msg.T
+    side = "requester" if t in REQUESTER_SIDE else "worker" if t in WORKER_SIDE else "refuse"
+    return Route(side, rec)

@@ -32,3 +32,36 @@ def check_output(spec: JobSpec, inputs: dict[str, bytes | None], output: bytes) 
     if spec.kind == "wasm":
         return None
     return Reason.UNKNOWN_TYPE
+
+
+# -- fetching the output before it is judged (VER-1) ----------------------------------------
+
+FETCH_ATTEMPTS = 3
+# What the worker provably did wrong: the output is judged at once, without a retry.
+WORKER_FAULTS = frozenset({Reason.HASH_MISMATCH, Reason.TOO_LARGE, Reason.BAD_FIELD,
+                           Reason.UNKNOWN_FIELD})
+
+
+class FetchAttempts:
+    """VER-1 as a value: what to do after each failed fetch of an output.
+
+    ``on_failure`` answers ``"reject"`` (judge now, with the reason), ``"retry"`` (over a
+    fresh connection; at most ``FETCH_ATTEMPTS`` fetches in all) or ``"wait"`` (the
+    worker's blob server is busy serving others: wait and fetch again, not counted and
+    never held against the worker; the verification deadline, LEASE-12, bounds it).
+    """
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.last = Reason.NOT_FOUND
+
+    def on_failure(self, reason: Reason) -> tuple[str, Reason]:
+        if reason in WORKER_FAULTS:
+            return "reject", reason
+        if reason is Reason.BUSY:
+            return "wait", reason
+        self.failures += 1
+        self.last = reason
+        if self.failures >= FETCH_ATTEMPTS:
+            return "reject", reason
+        return "retry", reason

@@ -11,6 +11,7 @@ import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from p2pnode.jobs.messages import (
+    Drop,
     JobClaim,
     JobGet,
     JobHeartbeat,
@@ -19,12 +20,12 @@ from p2pnode.jobs.messages import (
     JobQuery,
     JobRefuse,
     JobResult,
-    decode,
+    route,
 )
 from p2pnode.ports import Exchange, Transport
 from p2pnode.services.requester import RequesterService
 from p2pnode.services.worker import WorkerService
-from p2pnode.wire.reasons import Reason, WireError
+from p2pnode.wire.reasons import Reason
 
 log = logging.getLogger("p2pnode.jobs")
 
@@ -76,14 +77,11 @@ class JobsService:
     async def handle(self, ex: Exchange, remote: bytes, first: bytes) -> None:
         """XCH-2, XCH-3: a first message that does not open, or is signed by another key
         than the stream's peer, is counted and gets no answer (no signature for garbage)."""
-        try:
-            rec = decode(first, net=self.net)
-        except WireError as e:
-            self.on_reject(e.reason)
+        r = route(first, remote, net=self.net)
+        if isinstance(r, Drop):
+            self.on_reject(r.reason)
             return
-        if rec.signer != remote:
-            self.on_reject(Reason.SIGNER_MISMATCH)
-            return
+        rec = r.received
         msg, req = rec.msg, self.requester
         if isinstance(msg, JobOffer):
             await self.worker.on_offer(ex, rec)

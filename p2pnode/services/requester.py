@@ -41,7 +41,7 @@ from p2pnode.jobs.requester import (
     PutRecord,
     Requester,
 )
-from p2pnode.jobs.verify import check_output
+from p2pnode.jobs.verify import FetchAttempts, check_output
 from p2pnode.log import event
 from p2pnode.ports import Exchange, Transport, TransportError
 from p2pnode.services.clock import LocalClock
@@ -53,12 +53,8 @@ log = logging.getLogger("p2pnode.requester")
 DHT_TIMEOUT_S = 8.0
 BLOB_TIMEOUT_S = 60.0
 EXCHANGE_TIMEOUT_S = 10.0
-# VER-1: transport failures are retried over a fresh connection; what the worker provably
-# did wrong is not; a busy worker is waited for and never blamed.
-FETCH_ATTEMPTS = 3
+# VER-1: a busy worker is fetched from again after this (never blamed for it).
 BUSY_RETRY_S = 1.0
-WORKER_FAULTS = frozenset({Reason.HASH_MISMATCH, Reason.TOO_LARGE, Reason.BAD_FIELD,
-                           Reason.UNKNOWN_FIELD})
 DHT_PUT_ATTEMPTS = 3
 
 
@@ -321,33 +317,28 @@ class RequesterService:
 
     async def _fetch_and_check(self, c: CheckOutput) -> tuple[bool, str, bool]:
         peer = peer_id_str(c.worker)
-        attempts, last = 0, Reason.NOT_FOUND
-        while attempts < FETCH_ATTEMPTS:
+        attempts = FetchAttempts()
+        while True:
             try:
                 await self.transport.fetch_blob(peer, c.output, self.blobs,
                                                 max_size=self.s.max_blob_bytes,
                                                 timeout=BLOB_TIMEOUT_S)
                 break
             except WireError as e:
-                if e.reason in WORKER_FAULTS:
-                    return False, e.reason.value, False
-                if e.reason is Reason.BUSY:  # serving others: wait, do not blame
-                    await trio.sleep(BUSY_RETRY_S)
-                    continue
-                last = e.reason
-            except trio.TooSlowError:
-                last = Reason.TRUNCATED
-            except TransportError:
-                last = Reason.TRUNCATED
-            attempts += 1
+                what, reason = attempts.on_failure(e.reason)
+            except (trio.TooSlowError, TransportError):
+                what, reason = attempts.on_failure(Reason.TRUNCATED)
+            if what == "reject":
+                return False, reason.value, False
+            if what == "wait":
+                await trio.sleep(BUSY_RETRY_S)
+                continue
             # Not provably the worker's fault: make sure a connection is up (dialling its
             # advertised address if none is; an open one, and the stream that will carry
             # the verdict, is never dropped) and try again.
             await self.transport.ensure_connected(peer, self.addrs_of(peer))
             event(log, "job.output.refetch", logging.DEBUG, job=c.job.hex(),
-                  attempt=attempts, reason=last.value)
-        else:
-            return False, last.value, False
+                  attempt=attempts.failures, reason=reason.value)
         job = self.jobs[c.job]
         verdict = await trio.to_thread.run_sync(self._check_blobs, job.spec, c.output)
         return (True, "", True) if verdict is None else (False, verdict.value, True)

@@ -63,7 +63,8 @@ def refusal(reply: bytes) -> str:
 async def test_results_and_claims_the_requester_must_refuse(tmp_path: Path) -> None:
     async with running_nodes(tmp_path, 2) as (req, worker):
         await wait_for(lambda: req.caps_known() == 1 and worker.caps_known() == 1)
-        job = await req.market.requester.submit("matmul", matmul_inputs(), {}, Requirements(), lease_s=10)
+        job = await req.market.requester.submit("matmul", matmul_inputs(), {}, Requirements(),
+                                             lease_s=10)
         await wait_for(lambda: job.terminal, timeout=30)
         assert job.state is JobState.COMPLETED
         async with attacker_against(req) as atk:
@@ -95,7 +96,8 @@ async def test_results_and_claims_the_requester_must_refuse(tmp_path: Path) -> N
                 await FramedStream(stream, 1 << 21).close()
                 await wait_for(lambda r=reason: rejected(req, r) >= 1)  # type: ignore[misc]
         # the market still serves honest peers
-        again = await req.market.requester.submit("matmul", matmul_inputs(), {}, Requirements(), lease_s=10)
+        again = await req.market.requester.submit("matmul", matmul_inputs(), {}, Requirements(),
+                                             lease_s=10)
         await wait_for(lambda: again.terminal, timeout=30)
         assert again.state is JobState.COMPLETED
 

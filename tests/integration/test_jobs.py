@@ -57,7 +57,8 @@ async def test_workers_find_jobs_through_the_dht(tmp_path: Path) -> None:
 async def test_requester_restart_resumes_open_jobs(tmp_path: Path) -> None:
     # A lone requester: nobody can take the job, so it is still open when the node stops.
     async with running_nodes(tmp_path, 1) as nodes:
-        job = await nodes[0].market.requester.submit("matmul", _matmul_inputs(8, b"r"), {}, Requirements())
+        job = await nodes[0].market.requester.submit("matmul", _matmul_inputs(8, b"r"), {},
+                                                     Requirements())
         job_id = job.id
         home, identity = nodes[0].home, nodes[0].identity
     async with running_nodes(tmp_path / "again", 1) as other:

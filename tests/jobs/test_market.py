@@ -7,6 +7,7 @@ import pytest
 from p2pnode.jobs.market import (
     MAX_REJECTED_RESULTS,
     TRANSITIONS,
+    Await,
     Decided,
     Grant,
     JobState,
@@ -14,7 +15,6 @@ from p2pnode.jobs.market import (
     Refuse,
     RequesterJob,
     Verify,
-    Await,
 )
 from p2pnode.jobs.model import JobSpec, Requirements
 from p2pnode.wire.reasons import Reason
@@ -216,7 +216,7 @@ def test_every_transition_was_exercised() -> None:
     test_lease_expiry_reassigns_and_excludes_the_old_worker()
     test_unheartbeated_lease_expires_too()
     test_result_after_deadline_is_refused_and_job_fails()
-    test_rejected_results_reopen_then_give_up()
+    test_workers_agreeing_on_a_failing_output_give_up()
     test_redundancy_needs_every_result()
     test_redundant_leases_in_every_combination()
     missing = set(TRANSITIONS) - visited
