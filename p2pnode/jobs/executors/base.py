@@ -15,6 +15,9 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 from p2pnode.wire.reasons import Reason, WireError
 
+# The devices an executor may be asked to use; only matmul runs on a GPU.
+DEVICES: Final = ("auto", "cpu", "gpu")
+
 # The reasons an execution may end with; each is a value of the shared Reason enum.
 EXEC_REASONS: Final = frozenset({Reason.EXEC_FAILED, Reason.LIMIT_EXCEEDED, Reason.BAD_FIELD})
 

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from p2pnode.jobs.executors.base import (
+    DEVICES,
     ExecError,
     ExecResult,
     Limits,
@@ -33,7 +34,6 @@ from p2pnode.wire.reasons import Reason, WireError
 
 KIND: Final = "matmul"
 INPUTS: Final = frozenset({"a", "b"})
-DEVICES: Final = ("auto", "cpu", "gpu")
 
 # Why the float64 product is exact. Every term a[i,l] * b[l,j] of int8 values lies in
 # [-127*128, 128*128], so |term| <= 2^14, and every partial sum of k terms, in whatever order
