@@ -28,6 +28,7 @@ class Limits:
 
     ``wall_time_s`` is enforced where the engine can be interrupted (wasm); a matmul is
     bounded by ``matmul_max_n`` instead, as a BLAS call cannot be stopped part-way.
+    ``max_module_bytes`` bounds what compiling a wasm module costs.
     """
 
     max_input_bytes: int = 64 << 20
@@ -36,10 +37,11 @@ class Limits:
     wasm_fuel: int = 10_000_000_000
     wasm_memory_bytes: int = 256 << 20
     matmul_max_n: int = 2048
+    max_module_bytes: int = 8 << 20
 
     def __post_init__(self) -> None:
         for name in ("max_input_bytes", "max_output_bytes", "wasm_fuel", "wasm_memory_bytes",
-                     "matmul_max_n"):
+                     "matmul_max_n", "max_module_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if not self.wall_time_s > 0:
