@@ -3,8 +3,8 @@
 An executor is a plain synchronous function object: it takes the job's inputs (blobs by
 name, already fetched and hash-checked by the shell), the job's params and the worker's
 limits, and returns the output blob or raises :class:`ExecError`. It opens no sockets and
-keeps no state between jobs, so the node shell can run it in a worker thread
-(``trio.to_thread.run_sync``) and the conformance runner can call it directly.
+keeps no state between jobs, so the node shell can run it in a child process that it can
+kill (:mod:`p2pnode.services.execution`) and the conformance runner can call it directly.
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ EXEC_REASONS: Final = frozenset({Reason.EXEC_FAILED, Reason.LIMIT_EXCEEDED, Reas
 class Limits:
     """A worker's bounds on one execution (local policy; jobs that need more are refused).
 
-    ``wall_time_s`` is enforced where the engine can be interrupted (wasm); a matmul is
-    bounded by ``matmul_max_n`` instead, as a BLAS call cannot be stopped part-way.
-    ``max_module_bytes`` bounds what compiling a wasm module costs.
+    ``wall_time_s`` is enforced in process where the engine can be interrupted (wasm); the
+    node runs every execution in a child process that it kills at ``wall_time_s``
+    (:mod:`p2pnode.services.execution`, EXE-9), which also bounds a matmul, whose BLAS call
+    cannot be stopped part-way, and the compilation of a wasm module, which is bounded in
+    size by ``max_module_bytes`` (EXE-5).
     """
 
     max_input_bytes: int = 64 << 20

@@ -57,8 +57,9 @@ Outcomes (spec 04 EXE-8)
   module that is refused one large block far below the limit during ``run`` and then traps
   ends in ``exec_failed``.) Deterministic for a given memory limit, so a job whose result
   depends on it must state the limit.
-* out of wall time (epoch interruption): ``limit_exceeded`` (detail ``wall_time``); a local
-  outcome, not reproducible, so never evidence of anything.
+* out of wall time (epoch interruption here, or the node killing the execution's process,
+  spec 04 EXE-9): ``limit_exceeded`` (detail ``wall_time``); a local outcome, not
+  reproducible, so never evidence of anything.
 * out of native stack: ``limit_exceeded`` (detail ``stack``); depends on the engine build.
 * any other trap: ``exec_failed`` with the trap code.
 """
