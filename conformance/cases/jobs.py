@@ -43,6 +43,7 @@ from p2pnode.blobs.cid import cid_of
 from p2pnode.jobs import discovery, tensors
 from p2pnode.jobs.executors import compile_wat
 from p2pnode.jobs.executors.base import DEFAULT_LIMITS
+from p2pnode.jobs.executors.wasm import WASM_HEADER
 from p2pnode.jobs.model import (
     MAX_DEADLINE_MS,
     SPEC_MAX_SIZE,
@@ -870,6 +871,12 @@ def execute() -> Iterator[Case]:
         "input": b""}, ignore(Reason.LIMIT_EXCEEDED),
         "an initial memory of 17 pages where 16 are allowed", ("EXE-5",),
         limits=SMALL_LIMITS)
+    yield _exec("wasm_module_over_limit", "wasm", {"module": WASM_HEADER + bytes(9),
+                                                   "input": b""},
+                ignore(Reason.LIMIT_EXCEEDED),
+                "a 17-byte module where max_module_bytes is 16: refused before it is "
+                "compiled, so before it is found invalid", ("EXE-5",),
+                limits={"max_module_bytes": 16})
     yield _exec("wasm_input_over_memory", "wasm", {"module": sum_mod, "input": bytes(17)},
                 ignore(Reason.LIMIT_EXCEEDED),
                 "an input of 17 bytes where the memory limit is 16: refused before the "

@@ -216,6 +216,21 @@ def test_auto_keeps_small_products_on_cpu(fake_gpu: FakeGpu) -> None:
     assert meta["device"] == "cpu" and fake_gpu.calls == 0
 
 
+def test_auto_looks_for_a_gpu_only_for_large_products(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker runs each job in a fresh process: a small product must not pay for importing
+    # the GPU libraries.
+    looked: list[bool] = []
+
+    def detect() -> None:
+        looked.append(True)
+
+    monkeypatch.setattr(mm, "detect_gpu", detect)
+    run(*SMALL, device="auto")
+    assert looked == []
+    run(*LARGE, device="auto")
+    assert looked == [True]
+
+
 def test_gpu_device_always_uses_gpu(fake_gpu: FakeGpu) -> None:
     _, meta = run(*SMALL, device="gpu")
     assert meta["device"] == "gpu" and fake_gpu.calls == 1

@@ -192,6 +192,20 @@ def test_input_larger_than_memory_limit() -> None:
                   limits).startswith("memory")
 
 
+def test_module_larger_than_module_limit() -> None:
+    wasm = example_module("sum")
+    assert expect(Reason.LIMIT_EXCEEDED, wasm, limits=Limits(max_module_bytes=len(wasm) - 1)) \
+        .startswith("module")
+    run(wasm, limits=Limits(max_module_bytes=len(wasm)))
+
+
+def test_module_limit_applies_before_compiling() -> None:
+    garbage = b"\x00asm\x01\x00\x00\x00" + b"\xff" * 64
+    assert expect(Reason.BAD_FIELD, garbage).startswith("invalid module")
+    assert expect(Reason.LIMIT_EXCEEDED, garbage, limits=Limits(max_module_bytes=64)) \
+        .startswith("module")
+
+
 def test_alloc_running_into_memory_limit() -> None:
     # Just under 1 MiB fits the limit on its own, not beside the 64 KiB the module starts
     # with: alloc's one large grow fails far below the ceiling and alloc traps.

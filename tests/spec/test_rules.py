@@ -21,12 +21,13 @@ RULE_DEF = re.compile(r"^- \*\*([A-Z]+-\d+)\*\*", re.M)
 RULE_REF = re.compile(r"\b(%s)-(\d+)\b" % "|".join(PREFIXES))
 
 # Rules about behaviour a vector cannot show: the libp2p host, key files, publishing,
-# memory bounds, the network stack, what a node sends and stores, timing and load.
+# memory bounds, the network stack, what a node sends and stores, timing and load, the
+# runtime of executions.
 NOT_BY_VECTORS = {"ID-5", "ID-6", "TBL-5", "TBL-6", "RL-2", "RL-3"} | {
     f"PUB-{i}" for i in range(1, 9)} | {
     f"NET-{i}" for i in range(1, 13)} | {
     "JOB-5", "DHT-7", "DHT-9", "OFR-1", "OFR-2", "OFR-3", "VER-1", "VER-3", "BLOB-4",
-    "BLOB-6"} | {f"XCH-{i}" for i in (1, 2, 3, 4, 6, 7, 8, 9, 10)} | {
+    "BLOB-6", "EXE-9"} | {f"XCH-{i}" for i in (1, 2, 3, 4, 6, 7, 8, 9, 10)} | {
     f"WRK-{i}" for i in range(4, 10)}
 
 

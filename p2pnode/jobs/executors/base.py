@@ -3,8 +3,8 @@
 An executor is a plain synchronous function object: it takes the job's inputs (blobs by
 name, already fetched and hash-checked by the shell), the job's params and the worker's
 limits, and returns the output blob or raises :class:`ExecError`. It opens no sockets and
-keeps no state between jobs, so the node shell can run it in a worker thread
-(``trio.to_thread.run_sync``) and the conformance runner can call it directly.
+keeps no state between jobs, so the node shell can run it in a child process that it can
+kill (:mod:`p2pnode.services.execution`) and the conformance runner can call it directly.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 from p2pnode.wire.reasons import Reason, WireError
 
+# The devices an executor may be asked to use; only matmul runs on a GPU.
+DEVICES: Final = ("auto", "cpu", "gpu")
+
 # The reasons an execution may end with; each is a value of the shared Reason enum.
 EXEC_REASONS: Final = frozenset({Reason.EXEC_FAILED, Reason.LIMIT_EXCEEDED, Reason.BAD_FIELD})
 
@@ -23,8 +26,11 @@ EXEC_REASONS: Final = frozenset({Reason.EXEC_FAILED, Reason.LIMIT_EXCEEDED, Reas
 class Limits:
     """A worker's bounds on one execution (local policy; jobs that need more are refused).
 
-    ``wall_time_s`` is enforced where the engine can be interrupted (wasm); a matmul is
-    bounded by ``matmul_max_n`` instead, as a BLAS call cannot be stopped part-way.
+    ``wall_time_s`` is enforced in process where the engine can be interrupted (wasm); the
+    node runs every execution in a child process that it kills at ``wall_time_s``
+    (:mod:`p2pnode.services.execution`, EXE-9), which also bounds a matmul, whose BLAS call
+    cannot be stopped part-way, and the compilation of a wasm module, which is bounded in
+    size by ``max_module_bytes`` (EXE-5).
     """
 
     max_input_bytes: int = 64 << 20
@@ -33,10 +39,11 @@ class Limits:
     wasm_fuel: int = 10_000_000_000
     wasm_memory_bytes: int = 256 << 20
     matmul_max_n: int = 2048
+    max_module_bytes: int = 8 << 20
 
     def __post_init__(self) -> None:
         for name in ("max_input_bytes", "max_output_bytes", "wasm_fuel", "wasm_memory_bytes",
-                     "matmul_max_n"):
+                     "matmul_max_n", "max_module_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if not self.wall_time_s > 0:

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from p2pnode.jobs.executors.base import (
+    DEVICES,
     ExecError,
     ExecResult,
     Limits,
@@ -33,7 +34,6 @@ from p2pnode.wire.reasons import Reason, WireError
 
 KIND: Final = "matmul"
 INPUTS: Final = frozenset({"a", "b"})
-DEVICES: Final = ("auto", "cpu", "gpu")
 
 # Why the float64 product is exact. Every term a[i,l] * b[l,j] of int8 values lies in
 # [-127*128, 128*128], so |term| <= 2^14, and every partial sum of k terms, in whatever order
@@ -122,6 +122,10 @@ class MatmulExecutor:
     ``device``: ``"cpu"``; ``"gpu"`` (always the GPU; an error if there is none); ``"auto"``
     (the GPU when one is present and the product has at least ``AUTO_GPU_MIN_WORK``
     multiply-adds, the CPU otherwise). ``meta["device"]`` says which one ran.
+
+    With ``"auto"`` the GPU libraries are looked for only when a product is large enough to
+    use them: importing CuPy or PyTorch costs more than a small product, and the node runs
+    each job in a fresh process.
     """
 
     kind: str = KIND
@@ -129,17 +133,28 @@ class MatmulExecutor:
     def __init__(self, device: str = "auto", gpu: GpuBackend | None = None) -> None:
         if device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
-        if gpu is None and device != "cpu":
+        if gpu is None and device == "gpu":
             gpu = detect_gpu()
-        if device == "gpu" and gpu is None:
-            raise ValueError("device 'gpu' asked for, but neither CuPy nor PyTorch sees a GPU")
+            if gpu is None:
+                raise ValueError(
+                    "device 'gpu' asked for, but neither CuPy nor PyTorch sees a GPU")
         self.device = device
-        self.gpu = gpu if device != "cpu" else None
+        self._gpu = gpu if device != "cpu" else None
+        self._detected = gpu is not None or device == "cpu"
+
+    @property
+    def gpu(self) -> GpuBackend | None:
+        """The GPU backend this executor uses, if any (looked for on first use)."""
+        if not self._detected:
+            self._gpu, self._detected = detect_gpu(), True
+        return self._gpu
 
     def _use_gpu(self, n: int, k: int, m: int) -> bool:
-        if self.gpu is None:
+        if self.device == "cpu":
             return False
-        return self.device == "gpu" or n * k * m >= AUTO_GPU_MIN_WORK
+        if self.device == "auto" and n * k * m < AUTO_GPU_MIN_WORK:
+            return False
+        return self.gpu is not None
 
     def run(
         self, inputs: Mapping[str, bytes], params: Mapping[str, Any], limits: Limits
@@ -177,7 +192,7 @@ class MatmulExecutor:
         meta: dict[str, int | str] = {"n": n, "k": k, "m": m}
         start = time.perf_counter()
         product: npt.NDArray[np.int64] | None = None
-        if self.gpu is not None and self._use_gpu(n, k, m):
+        if self._use_gpu(n, k, m) and self.gpu is not None:
             try:
                 product = self.gpu.matmul(a, b)
                 meta.update(device="gpu", backend=self.gpu.name)

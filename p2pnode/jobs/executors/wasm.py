@@ -6,7 +6,8 @@ Job inputs and params
 ``module`` MUST be a binary core module (it starts with ``00 61 73 6D 01 00 00 00``); text
 format is refused on the wire (:func:`compile_wat` is for examples and tests).
 ``params = {"fuel": uint}`` (optional): the fuel the job may burn, at most the worker's
-``Limits.wasm_fuel``, which is also the default.
+``Limits.wasm_fuel``, which is also the default. A ``module`` longer than
+``Limits.max_module_bytes`` is refused (``limit_exceeded``) before it is compiled.
 
 ABI (spec 04 EXE-6)
 -------------------
@@ -56,8 +57,9 @@ Outcomes (spec 04 EXE-8)
   module that is refused one large block far below the limit during ``run`` and then traps
   ends in ``exec_failed``.) Deterministic for a given memory limit, so a job whose result
   depends on it must state the limit.
-* out of wall time (epoch interruption): ``limit_exceeded`` (detail ``wall_time``); a local
-  outcome, not reproducible, so never evidence of anything.
+* out of wall time (epoch interruption here, or the node killing the execution's process,
+  spec 04 EXE-9): ``limit_exceeded`` (detail ``wall_time``); a local outcome, not
+  reproducible, so never evidence of anything.
 * out of native stack: ``limit_exceeded`` (detail ``stack``); depends on the engine build.
 * any other trap: ``exec_failed`` with the trap code.
 """
@@ -296,6 +298,12 @@ class WasmExecutor:
         data = bytes(inputs["input"])
         if not wasm.startswith(WASM_HEADER):
             raise ExecError(Reason.BAD_FIELD, "module is not a binary wasm core module")
+        if len(wasm) > limits.max_module_bytes:
+            # Compilation time and memory grow with the module; refuse before compiling.
+            raise ExecError(
+                Reason.LIMIT_EXCEEDED,
+                f"module: {len(wasm)} bytes > max_module_bytes {limits.max_module_bytes}",
+            )
         if len(data) > limits.wasm_memory_bytes:
             raise ExecError(
                 Reason.LIMIT_EXCEEDED,
