@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from conformance import files, reference_jobs
+from conformance import files, reference_jobs, reference_market
 from conformance.jsonform import from_json, to_json
 from conformance.model import Outcome
 from p2pnode.caps.table import CapTable, validate_ad
@@ -175,6 +175,7 @@ HANDLERS: dict[str, Handler] = {
     "caps/table": caps_table,
     "caps/rate_limit": rate_limit,
     **reference_jobs.HANDLERS,
+    **reference_market.HANDLERS,
 }
 
 

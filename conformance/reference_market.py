@@ -183,6 +183,10 @@ def work(f: Files, p: Params) -> Outcome:
             else:
                 effects = w.on_heartbeat_answer(sj.id, None if why else lease.expires, False,
                                                 now)
+        elif op == "listed":
+            why = w.listing_problem(sj, bytes.fromhex(ev["provider"]),
+                                    bytes.fromhex(ev["list_signer"]))
+            entry["check"] = why.value if why else "ok"
         elif op == "claim_refused":
             effects = w.on_claim_answer(sj.id, None, 0, now)
         elif op == "inputs":

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 
-from conformance.cases import blob, caps, encoding, envelope, framing, identity, jobs, tensors
+from conformance.cases import (
+    blob,
+    caps,
+    encoding,
+    envelope,
+    framing,
+    identity,
+    jobs,
+    market,
+    tensors,
+)
 from conformance.model import Case
 
 AREAS: dict[str, Mapping[str, Callable[[], Iterator[Case]]]] = {
@@ -16,7 +26,7 @@ AREAS: dict[str, Mapping[str, Callable[[], Iterator[Case]]]] = {
     "identity": identity.HANDLERS,
     "envelope": envelope.HANDLERS,
     "caps": caps.HANDLERS,
-    "jobs": jobs.HANDLERS,
+    "jobs": {**jobs.HANDLERS, **market.HANDLERS},
     "tensors": tensors.HANDLERS,
     "blob": blob.HANDLERS,
 }

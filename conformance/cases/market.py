@@ -16,7 +16,6 @@ from conformance.cases.common import ALICE, BOB, CAROL, NET, NOW_MS
 from conformance.cases.jobs import DAVE, job
 from conformance.model import Case, Inputs, reject, valid
 from p2pnode.blobs.cid import cid_of
-from p2pnode.jobs import discovery
 from p2pnode.jobs.market import LEASE_BUDGET_PERIODS, VERIFY_TIMEOUT_MS
 from p2pnode.jobs.messages import JobClaim, JobHeartbeat, JobLease, JobOffer
 from p2pnode.jobs.model import JobSpec, Requirements
@@ -76,21 +75,23 @@ def market() -> Iterator[Case]:
         s=job(created=T0, deadline=T0 + 600_000, lease_s=10, req=Requirements(cores=4)))
     yield _market("free_keys_cannot_fail_a_job", [
         claim(T0, W1), result(T0 + 1, 1, size=MAX_OUT + 1),
-        claim(T0 + 2, W2), result(T0 + 3, 2), checked(T0 + 4, 2, False, "hash_mismatch",
-                                                      judged=False),
-        claim(T0 + 5, W3), result(T0 + 6, 3), tick(T0 + VERIFY_TIMEOUT_MS + 6),
-        claim(T0 + VERIFY_TIMEOUT_MS + 7, W4), result(T0 + VERIFY_TIMEOUT_MS + 8, 4),
+        claim(T0 + 2, W2), result(T0 + 3, 2, W2),
+        checked(T0 + 4, 2, False, "hash_mismatch", judged=False),
+        claim(T0 + 5, W3), result(T0 + 6, 3, W3), tick(T0 + VERIFY_TIMEOUT_MS + 6),
+        claim(T0 + VERIFY_TIMEOUT_MS + 7, W4), result(T0 + VERIFY_TIMEOUT_MS + 8, 4, W4),
         checked(T0 + VERIFY_TIMEOUT_MS + 9, 4)],
         "an oversized result, a hash mismatch and a verification that runs out of time "
         "each reject their lease and exclude the worker, but none counts toward the job: "
-        "the fourth worker completes it", ("LEASE-8", "LEASE-12", "VER-1"))
+        "the fourth worker completes it; leases and verdicts carry the lease's number, "
+        "expiry, price, acceptance and reason", ("LEASE-8", "LEASE-12", "VER-1", "XCH-7"))
     yield _market("agreeing_failures_give_up", [
         claim(T0, W1), result(T0 + 1, 1), checked(T0 + 2, 1, False, "bad_field"),
         claim(T0 + 3, W2), result(T0 + 4, 2, W2, OUT2), checked(T0 + 5, 2, False, "bad_field"),
         claim(T0 + 6, W3), result(T0 + 7, 3, W3), checked(T0 + 8, 3, False, "bad_field"),
         claim(T0 + 9, W4), result(T0 + 10, 4, W4), checked(T0 + 11, 4, False, "bad_field")],
         "rejections of checked outputs from distinct workers fail the job only once three "
-        "agree on one output (two workers returned OUT2 and OUT1 first)", ("LEASE-8",))
+        "agree on one output (two workers returned OUT2 and OUT1 first)",
+        ("LEASE-8", "VER-3"))
     budget = LEASE_BUDGET_PERIODS * 10_000
     yield _market("squatter_loses_its_lease", [
         claim(T0), *[hb(T0 + i * 3_000, 1) for i in range(1, budget // 3_000 + 2)],
@@ -120,22 +121,30 @@ def market() -> Iterator[Case]:
         "a job no offer placed is put in the DHT after DHT_PUBLISH_DELAY_MS, once; its "
         "discovery key is provided in each bucket while it needs workers, and no longer "
         "once leased", ("DHT-7", "DHT-9"))
+    hour = 3_600_000
+    yield _market("wall_clock_step", [
+        claim(T0), tick(T0 + 5_000, T0 + 5_000 + hour), hb(T0 + 6_000, 1),
+        tick(T0 + 12_000, T0 + 12_000 + hour), tick(T0 + 16_001, T0 + 16_001 - hour)],
+        "the wall clock steps an hour ahead and then back: leases run on the local "
+        "timeline and expire only by it (only discovery buckets follow the wall clock)",
+        ("LEASE-13", "LEASE-9"))
     table = [{"key": W1, **FIT}, {"key": W2, **SMALL}, {"key": W3, **FIT,
-                                                          "prices": {"matmul": 10**9}},
-             {"key": W4, **FIT}]
+                                                          "prices": {"matmul": 10**9}}]
+    more = [*table, {"key": W4, **FIT}]
     yield _market("offers", [
         {"op": "offers", "at_ms": T0, "table": table},
-        {"op": "offers", "at_ms": T0 + 1, "table": table},
+        {"op": "offers", "at_ms": T0 + 1, "table": more},
         {"op": "offer_done", "at_ms": T0 + 2, "worker": W1, "busy": False},
-        {"op": "offer_done", "at_ms": T0 + 2, "worker": W4, "busy": False},
-        {"op": "offers", "at_ms": T0 + 3, "table": table},
+        {"op": "offers", "at_ms": T0 + 3, "table": more},
+        {"op": "offer_done", "at_ms": T0 + 4, "worker": W4, "busy": True},
+        {"op": "offers", "at_ms": T0 + 5, "table": table},
         {"op": "offers", "at_ms": T0 + 5_000, "table": table},
         {"op": "offer_done", "at_ms": T0 + 5_001, "worker": W1, "busy": False},
-        {"op": "offer_done", "at_ms": T0 + 5_001, "worker": W4, "busy": False},
-        claim(T0 + 5_002, W1), {"op": "offers", "at_ms": T0 + 10_003, "table": table}],
+        claim(T0 + 5_002, W1), {"op": "offers", "at_ms": T0 + 10_003, "table": more}],
         "candidates meet the job's kind, requirements and price; one offer is in flight per "
-        "job; a worker is not offered the same job again within OFFER_BACKOFF_MS; once a "
-        "lease is live its holder is no candidate", ("OFR-1", "OFR-2", "OFR-3"))
+        "job; a worker is not offered the same job again within OFFER_BACKOFF_MS unless it "
+        "answered busy (then any job after OFFER_BUSY_BACKOFF_MS); once a lease is live its "
+        "holder is no candidate", ("OFR-1", "OFR-2", "OFR-3"))
     yield _market("query_lists_open_jobs", [
         {"op": "query", "at_ms": T0, "kinds": ["matmul"], "class": "cpu"},
         {"op": "query", "at_ms": T0, "kinds": ["wasm"], "class": "gpu"},
@@ -174,7 +183,7 @@ def work() -> Iterator[Case]:
         ev("result_answer", T0 + 4_500, accepted=True), ev("offer", T0 + 4_501)],
         "offer, claim (a second offer finds the worker busy), lease, fetch, execute within "
         "the lease's budget, heartbeat, result, verdict; the slot is free again",
-        ("WRK-2", "WRK-6", "WRK-7"))
+        ("WRK-2", "WRK-4", "WRK-6", "WRK-7", "LEASE-11"))
     yield _work("leases_not_for_us", [
         ev("offer", T0), lease(T0 + 1, T0 + 10_001, signer=CAROL.public_key.hex()),
         ev("offer", T0 + 2), lease(T0 + 3, T0 + 10_003, worker=W2), ev("offer", T0 + 4),
@@ -218,6 +227,13 @@ def work() -> Iterator[Case]:
         ev("restart", T0 + 1 + LEASE_BUDGET_PERIODS * 10_000)],
         "after a restart a worker resumes from the input fetch on and asks the requester at "
         "once; after its lease's budget it gives the job up", ("WRK-9",))
+    alice, carol = ALICE.public_key.hex(), CAROL.public_key.hex()
+    yield _work("listings", [
+        ev("listed", T0, provider=alice, list_signer=alice),
+        ev("listed", T0, provider=alice, list_signer=carol),
+        ev("listed", T0, provider=carol, list_signer=carol)],
+        "a listed job counts only from a list signed by its provider, who must be the "
+        "job's requester", ("WRK-5",))
     yield _work("declines", [
         ev("offer", T0 + 600_000)],
         "a job past its deadline is declined", ("WRK-1",))
@@ -254,7 +270,7 @@ def dispatch() -> Iterator[Case]:
         return Case(name, Inputs({"first.cbor": data}, {"net": NET, "remote": remote}),
                     expected, desc, rules)
 
-    yield case("garbage", b"\xff\x00garbage", bob, reject(Reason.MALFORMED),
+    yield case("garbage", b"\x00", bob, reject(Reason.BAD_ENVELOPE),
                "a first message that does not open is dropped with no answer", ("XCH-2",))
     yield case("signed_by_another", claim_msg.seal(CAROL), bob,
                reject(Reason.SIGNER_MISMATCH),
@@ -270,8 +286,6 @@ def dispatch() -> Iterator[Case]:
                "a lease, list, verdict or refusal as first message is refused unknown_type",
                ("XCH-4",))
 
-
-_KEYS = [discovery.discovery_key(NET, "matmul", "cpu", b) for b in (0,)]
 
 HANDLERS: dict[str, Callable[[], Iterator[Case]]] = {
     "market": market, "work": work, "fetch": fetch, "dispatch": dispatch,

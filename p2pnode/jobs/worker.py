@@ -389,6 +389,14 @@ class Worker:
         self._seen[job_id] = now + SEEN_FOR_MS
         return True
 
+    @staticmethod
+    def listing_problem(sj: SignedJob, provider: bytes, list_signer: bytes) -> Reason | None:
+        """WRK-5: a ``job.list`` counts only when signed by the provider it came from, and a
+        listed job only when that provider is its requester."""
+        if list_signer != provider or sj.requester != provider:
+            return Reason.SIGNER_MISMATCH
+        return None
+
     def forget_finished(self, keep: int = 256) -> None:
         """Bound memory: keep only the latest finished work in memory."""
         done = [j for j, w in self.work.items() if w.state not in OPEN]

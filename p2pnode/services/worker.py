@@ -51,7 +51,7 @@ from p2pnode.jobs.worker import (
 )
 from p2pnode.ports import Exchange, Transport, TransportError
 from p2pnode.services.clock import LocalClock
-from p2pnode.services.execution import execute
+from p2pnode.services.execution import ExecutionSlots, execute
 from p2pnode.store import NodeStore
 from p2pnode.wire.reasons import Reason, WireError
 
@@ -93,7 +93,9 @@ class WorkerService:
         self._scopes: dict[bytes, trio.CancelScope] = {}
         self._wake = trio.Event()
         self._persist_lock = trio.Lock()
-        self._exec_limit = trio.CapacityLimiter(max(1, machine.concurrency))
+        # The bound on executions that are really running: a slot frees only once its
+        # child process is gone (EXE-9).
+        self._slots = ExecutionSlots(max(1, machine.concurrency))
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -288,7 +290,7 @@ class WorkerService:
         limits = dataclasses.replace(self.s.limits, wall_time_s=e.wall_time_s)
         output: bytes | None = None
         size, meta, reason = 0, {}, ""
-        async with self._exec_limit:
+        async with self._slots.run(e.job):
             try:
                 inputs = await trio.to_thread.run_sync(self._load_inputs, sj)
                 res = await execute(sj.spec.kind, inputs, dict(sj.spec.params), limits,
@@ -385,14 +387,14 @@ class WorkerService:
             except WireError as err:
                 self.on_reject(err.reason)
                 continue
-            if reply is None or peer_id_str(reply.signer) != peer:
+            if reply is None or peer_id_str(reply.signer) != peer:  # WRK-5
                 continue
             assert isinstance(reply.msg, JobList)
             for job_id in reply.msg.jobs:
                 if self.machine.free <= 0:
                     break
                 if self.machine.wants(job_id, self.clock.now_ms()) and await self._try_claim(
-                        job_id, peer):
+                        job_id, peer, reply.signer):
                     claimed += 1
         return claimed
 
@@ -413,12 +415,13 @@ class WorkerService:
             self.on_reject(verdict.reason)  # type: ignore[union-attr]
         return None
 
-    async def _try_claim(self, job_id: bytes, provider: str) -> bool:
+    async def _try_claim(self, job_id: bytes, provider: str, provider_key: bytes) -> bool:
         sj = await self._spec(job_id, provider)
         if sj is None:
             return False
-        if peer_id_str(sj.requester) != provider:
-            self.on_reject(Reason.SIGNER_MISMATCH)
+        why = self.machine.listing_problem(sj, provider_key, provider_key)
+        if why is not None:
+            self.on_reject(why)
             return False
         price, _why = self._take(sj)
         if price is None:
