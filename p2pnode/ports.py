@@ -69,3 +69,47 @@ class Transport(Protocol):
 
 class TransportError(Exception):
     """A peer could not be reached or a stream could not be opened."""
+
+
+# (source key of the message as pubsub saw it, its data, the peer that forwarded it)
+TopicValidator = Callable[[bytes | None, bytes, str], bool]
+
+
+class Gossip(Protocol):
+    """What the capability service needs of the network: one pubsub topic and peering."""
+
+    peer_id: str
+
+    def listen_addrs(self) -> list[str]: ...
+
+    def connected_peers(self) -> list[str]: ...
+
+    def set_validator(self, topic: str, validate: TopicValidator) -> None: ...
+
+    async def subscribe(self, topic: str) -> Subscription: ...
+
+    async def publish(self, topic: str, data: bytes) -> None: ...
+
+    def topic_peers(self, topic: str) -> dict[str, int]:
+        """Peers subscribed to ``topic``, each with a token that changes when the peer's
+        pubsub stream does (a restarted peer keeps its PeerID but not its stream)."""
+        ...
+
+    async def dial(self, addr: str, timeout: float) -> tuple[bool, str]:
+        """Connect to ``.../p2p/<id>``; (ok, error text)."""
+        ...
+
+    async def upkeep(self, resubscribe: bool) -> int:
+        """Repair the pubsub view of connected peers (and announce our subscriptions again
+        when ``resubscribe``); returns how many peers were repaired."""
+        ...
+
+    def peer_addrs(self) -> dict[str, list[str]]:
+        """Connected peers and the addresses the host knows for each."""
+        ...
+
+
+class Subscription(Protocol):
+    async def get(self) -> tuple[bytes | None, bytes]:
+        """The next message: (source key, data)."""
+        ...

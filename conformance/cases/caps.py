@@ -32,7 +32,7 @@ from conformance.cases.common import (
 from conformance.model import Case, Expected, Inputs, ignore, reject, valid
 from p2pnode.caps.model import Gpu
 from p2pnode.identity import Identity
-from p2pnode.node import ADS_BURST, ADS_RATE_PER_S
+from p2pnode.services.caps import ADS_BURST, ADS_RATE_PER_S
 from p2pnode.wire import cbor
 from p2pnode.wire.reasons import Reason
 

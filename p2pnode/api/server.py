@@ -34,7 +34,7 @@ def default_handlers(node: Any) -> dict[str, Handler]:
         return node.peers()
 
     async def caps(args: dict[str, Any]) -> Any:
-        return node.caps()
+        return node.caps_rows()
 
     async def metrics(args: dict[str, Any]) -> Any:
         return node.metrics.render().decode()

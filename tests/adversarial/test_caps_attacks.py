@@ -15,7 +15,8 @@ import trio
 
 from p2pnode.caps.model import AD_MAX_SIZE
 from p2pnode.identity import Identity
-from p2pnode.node import ADS_BURST, Node
+from p2pnode.node import Node
+from p2pnode.services.caps import ADS_BURST
 from p2pnode.wire import cbor
 from p2pnode.wire.envelope import open_envelope
 from p2pnode.wire.reasons import Reason
@@ -47,7 +48,7 @@ def fresh_ad(node: Node, identity: Identity, seq: int) -> bytes:
 async def honest_ads_still_flow(victim: Node, honest: Node) -> None:
     """An honest node's next ad reaches the victim's table."""
     before = victim.table.held_seq(honest.peer_id) or 0
-    await honest._publish()
+    await honest.caps.publish()
     await wait_for(lambda: (victim.table.held_seq(honest.peer_id) or 0) > before)
 
 
@@ -160,7 +161,7 @@ async def test_stale_and_replayed_ads_are_dropped(tmp_path: Path) -> None:
                 assert held is not None and held.ad.seq == 5
                 # An honest node's ad, picked up from gossip and replayed as our own: the
                 # signer is not the message's source.
-                await honest._publish()
+                await honest.caps.publish()
                 while True:
                     data = await attacker.next_message_data()
                     if open_envelope(data).signer == honest.identity.public_key:
@@ -221,7 +222,7 @@ async def test_ads_from_many_fresh_keys_are_limited_per_forwarder(tmp_path: Path
         async with running_nodes(tmp_path, 2) as nodes:
             victim, honest = nodes
             await wait_for(lambda: all(n.caps_known() == 1 for n in nodes))
-            victim._fwd_limiter = PeerRateLimiter(rate=rate, burst=burst)
+            victim.caps.fwd_limiter = PeerRateLimiter(rate=rate, burst=burst)
             async with attacker_against(victim) as attacker:
                 messages = []
                 for i in range(flood):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 import trio
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.peer.id import ID
@@ -35,7 +36,7 @@ from p2pnode.net.job_protocol import job_protocol_id, open_exchange, request
 from p2pnode.net.streams import FramedStream
 from p2pnode.node import Node
 from p2pnode.wire.framing import encode_uvarint
-from p2pnode.wire.reasons import Reason
+from p2pnode.wire.reasons import Reason, WireError
 from tests.adversarial.attacker import attacker_against
 from tests.integration.helpers import running_nodes, wait_for
 
@@ -75,12 +76,13 @@ async def test_results_and_claims_the_requester_must_refuse(tmp_path: Path) -> N
                 "proof": {}, "meta": {}, "ts": req.now_ms()})
             assert refusal(await request(atk.host, req.peer_id, NET, res)) == "not_leaseholder"
             assert rejected(req, Reason.NOT_LEASEHOLDER) == 1
-            # (b) a claim signed by someone other than the connection's peer
+            # (b) a claim signed by someone other than the connection's peer: no answer,
+            # nothing signed for it (XCH-3)
             other = Identity.generate()
             claim = seal_message(other, T_CLAIM, {"net": NET, "job": job.id, "price": 0,
                                                   "ts": req.now_ms()})
-            assert refusal(await request(atk.host, req.peer_id, NET, claim)) == \
-                "signer_mismatch"
+            with pytest.raises(WireError):
+                await request(atk.host, req.peer_id, NET, claim)
             assert rejected(req, Reason.SIGNER_MISMATCH) == 1
             # (c) a claim for a job the requester never had
             claim = seal_message(ident, T_CLAIM, {"net": NET, "job": OUT, "price": 0,

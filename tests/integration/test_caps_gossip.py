@@ -12,7 +12,7 @@ async def test_three_nodes_learn_each_others_capabilities(tmp_path: Path) -> Non
         await wait_for(lambda: all(n.caps_known() == 2 for n in nodes))
         ids = {n.peer_id for n in nodes}
         for n in nodes:
-            rows = n.caps()
+            rows = n.caps_rows()
             assert {r["peer_id"] for r in rows} == ids
             other = next(r for r in rows if not r["self"])
             assert other["cpu"] == {"cores": 2, "threads": 4, "arch": "x86_64"}

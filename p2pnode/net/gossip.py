@@ -1,0 +1,66 @@
+"""The :class:`p2pnode.ports.Gossip` of the capability service over py-libp2p."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from libp2p.exceptions import BaseLibp2pError
+
+from p2pnode.net.host import NetStack
+from p2pnode.net.peering import dial, reannounce_subscriptions, repair_pubsub_peers
+from p2pnode.ports import TopicValidator
+
+
+class _Subscription:
+    def __init__(self, sub: Any) -> None:
+        self._sub = sub
+
+    async def get(self) -> tuple[bytes | None, bytes]:
+        msg = await self._sub.get()
+        return msg.from_id, msg.data
+
+
+class Libp2pGossip:
+    def __init__(self, stack: NetStack) -> None:
+        self.stack = stack
+        self.peer_id = stack.peer_id
+
+    def listen_addrs(self) -> list[str]:
+        return self.stack.listen_addrs()
+
+    def connected_peers(self) -> list[str]:
+        return self.stack.connected_peers()
+
+    def set_validator(self, topic: str, validate: TopicValidator) -> None:
+        self.stack.pubsub.set_topic_validator(
+            topic, lambda fwd, msg: validate(msg.from_id, msg.data, fwd.to_base58()), False)
+
+    async def subscribe(self, topic: str) -> _Subscription:
+        return _Subscription(await self.stack.pubsub.subscribe(topic))
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        await self.stack.pubsub.publish(topic, data)
+
+    def topic_peers(self, topic: str) -> dict[str, int]:
+        ps = self.stack.pubsub
+        return {p.to_base58(): id(ps.peers.get(p)) for p in ps.peer_topics.get(topic, set())}
+
+    async def dial(self, addr: str, timeout: float) -> tuple[bool, str]:
+        return await dial(self.stack, addr, timeout=timeout)
+
+    async def upkeep(self, resubscribe: bool) -> int:
+        repaired = await repair_pubsub_peers(self.stack)
+        if resubscribe:
+            await reannounce_subscriptions(self.stack)
+        return repaired
+
+    def peer_addrs(self) -> dict[str, list[str]]:
+        out = {}
+        ps = self.stack.host.get_peerstore()
+        for pid in self.stack.host.get_connected_peers():
+            try:
+                addrs = [str(a) for a in ps.addrs(pid)]
+            except (BaseLibp2pError, KeyError):  # the peerstore raises when it has none
+                addrs = []
+            out[pid.to_base58()] = addrs
+        return out

@@ -1,0 +1,283 @@
+"""The capability service (spec 02): publishes this node's ad, validates and tables everyone
+else's, and keeps the node connected (bootstrap, redial, mesh widening).
+
+It meets the network only through a :class:`p2pnode.ports.Gossip`; the rules themselves are
+the core's (``p2pnode.caps.table.validate_ad``, ``CapTable``, ``PeerRateLimiter``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from p2pnode import __version__
+from p2pnode.caps.model import CapabilityAd
+from p2pnode.caps.probe import Hardware, probe
+from p2pnode.caps.table import CapTable, validate_ad
+from p2pnode.config import Config
+from p2pnode.identity import Identity
+from p2pnode.log import event
+from p2pnode.metrics import Metrics
+from p2pnode.ports import Gossip
+from p2pnode.ratelimit import PeerRateLimiter
+from p2pnode.store import NodeStore
+from p2pnode.wire.reasons import Ignore, Reason
+
+log = logging.getLogger("p2pnode.caps")
+
+# Receivers accept a burst of 5 ads per origin, then one per 2 s (spec 02 §5, RL-1).
+ADS_RATE_PER_S = 0.5
+ADS_BURST = 5
+# ... and per forwarding peer (RL-3): more than an honest network of a few thousand nodes
+# relays, far less than a flood of ads from fresh keys.
+FWD_RATE_PER_S = 50.0
+FWD_BURST = 200
+# We publish at most one ad per MIN_PUBLISH_GAP_S ourselves, well inside what receivers
+# accept.
+MIN_PUBLISH_GAP_S = 2.0
+TARGET_PEERS = 8
+KNOWN_PEER_MAX_AGE_MS = 24 * 3600 * 1000
+# Housekeeping ticks (1 s) between re-announcements of our topic subscriptions.
+RESUBSCRIBE_TICKS = 5
+# How often the hardware is probed again; a change is published at once (PUB-4).
+REPROBE_S = 30.0
+
+
+class CapsService:
+    def __init__(self, *, config: Config, identity: Identity, store: NodeStore,
+                 metrics: Metrics, table: CapTable, clock: Callable[[], float],
+                 hardware: Hardware, gossip: Gossip, topic: str,
+                 rng: random.Random) -> None:
+        self.config = config
+        self.identity = identity
+        self.store = store
+        self.metrics = metrics
+        self.table = table
+        self.clock = clock
+        self.hardware = hardware
+        self.gossip = gossip
+        self.topic = topic
+        self.rng = rng
+        self.ads_limiter = PeerRateLimiter(rate=ADS_RATE_PER_S, burst=ADS_BURST)
+        self.fwd_limiter = PeerRateLimiter(rate=FWD_RATE_PER_S, burst=FWD_BURST)
+        self._last_publish = 0.0
+        self._publish_now = trio.Event()
+        self._known_topic_peers: dict[str, int] = {}
+        self._dialing: set[str] = set()
+        self._saved_addrs: dict[str, list[str]] = {}
+
+    @property
+    def peer_id(self) -> str:
+        return self.identity.peer_id
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # -- ads ------------------------------------------------------------------------------
+
+    def make_ad(self) -> CapabilityAd:
+        hw = self.hardware
+        kinds = tuple(self.config.caps_kinds)
+        now = self.now_ms()
+        return CapabilityAd(
+            net=self.config.network,
+            # Never below the clock: a node whose state.db was lost still outbids the
+            # ads of its former self that other nodes hold (spec 02, PUB rules).
+            seq=self.store.next_counter("caps_seq", floor=now),
+            ts=now, ttl=self.config.caps_ttl_s, cores=hw.cores, threads=hw.threads,
+            arch=hw.arch, mem=hw.mem, gpus=hw.gpus, kinds=kinds,
+            price=tuple(sorted((k, v) for k, v in self.config.caps_price.items() if k in kinds)),
+            addrs=tuple(self.public_addrs()[:8]), agent=f"p2pnode-py/{__version__}")
+
+    def public_addrs(self) -> list[str]:
+        out = []
+        for a in self.gossip.listen_addrs():
+            base = a.split("/p2p/")[0]
+            if "/ip4/0.0.0.0/" not in base and base not in out:
+                out.append(base)
+        return out
+
+    def _connected(self, peer_id: str) -> bool:
+        return peer_id in self.gossip.connected_peers()
+
+    def validate(self, source: bytes | None, data: bytes, forwarder: str | None = None) -> bool:
+        """Topic validator for the caps topic: rules of spec 02 §3, counted by reason."""
+        key = source.hex() if source else "?"
+        now = self.clock()
+        if forwarder is not None and forwarder != self.peer_id and not self.fwd_limiter.allow(
+                forwarder, now):
+            self._count_reject(Reason.RATE_LIMITED)  # RL-3
+            return False
+        if not self.ads_limiter.allow(key, now):  # RL-1
+            self._count_reject(Reason.RATE_LIMITED)
+            return False
+        verdict, validated = validate_ad(data, net=self.config.network, now_ms=self.now_ms(),
+                                         source=source, held_seq=self.table.held_seq)
+        if not verdict.ok:
+            reason = verdict.reason  # type: ignore[union-attr]
+            if isinstance(verdict, Ignore):
+                self.metrics.ads_ignored.labels(reason=reason.value).inc()
+                self.metrics.reject("caps", reason)
+            else:
+                self._count_reject(reason)
+            event(log, "caps.ad.rejected", logging.DEBUG, reason=reason.value,
+                  source=key[:16], detail=getattr(verdict, "detail", ""))
+            return False
+        assert validated is not None
+        if not self.table.admits(validated.peer_id, self._connected):  # TBL-6
+            self._count_reject(Reason.RATE_LIMITED)
+            return False
+        return True
+
+    def _count_reject(self, reason: Reason) -> None:
+        self.metrics.ads_rejected.labels(reason=reason.value).inc()
+        self.metrics.reject("caps", reason)
+
+    def deliver(self, source: bytes | None, data: bytes) -> None:
+        """A message that passed the validator arrives on our subscription."""
+        # The validator ran on this exact message; re-running it keeps the table's
+        # latest-seq-wins rule in one place (a later ad may have landed in between).
+        _, validated = validate_ad(data, net=self.config.network, now_ms=self.now_ms(),
+                                   source=source, held_seq=self.table.held_seq)
+        if validated is None:
+            return
+        if self.table.update(validated.peer_id, validated.ad, self.now_ms(), self._connected):
+            addrs = list(validated.ad.addrs)
+            if (validated.peer_id != self.peer_id and addrs
+                    and self._saved_addrs.get(validated.peer_id) != addrs):
+                # Remember where peers are, so a restarted node finds them again.
+                self.store.save_peer(validated.peer_id, addrs, self.now_ms())
+                self._saved_addrs[validated.peer_id] = addrs
+            self.metrics.ads_accepted.inc()
+            self.metrics.table_size.set(len(self.table))
+            event(log, "caps.ad.accepted", logging.DEBUG, peer=validated.peer_id,
+                  seq=validated.ad.seq)
+
+    def caps_known(self) -> int:
+        now = self.now_ms()
+        return sum(1 for e in self.table.live(now) if e.peer_id != self.peer_id)
+
+    # -- the service ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        self.gossip.set_validator(self.topic, self.validate)
+        sub = await self.gossip.subscribe(self.topic)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read, sub)
+            nursery.start_soon(self._bootstrap_loop)
+            nursery.start_soon(self._redial_known_peers)
+            nursery.start_soon(self._publish_loop)
+            nursery.start_soon(self._housekeeping_loop)
+            nursery.start_soon(self._reprobe_loop)
+            task_status.started()
+
+    async def _read(self, sub: Any) -> None:
+        while True:
+            source, data = await sub.get()
+            self.deliver(source, data)
+
+    async def publish(self) -> None:
+        ad = self.make_ad()
+        data = ad.encode(self.identity)
+        self._last_publish = self.clock()
+        await self.gossip.publish(self.topic, data)
+        self.metrics.ads_published.inc()
+        event(log, "caps.ad.published", logging.DEBUG, seq=ad.seq)
+
+    async def _publish_loop(self) -> None:
+        interval = self.config.caps_interval_s
+        while True:
+            await self.publish()
+            self._publish_now = trio.Event()
+            delay = interval * self.rng.uniform(0.9, 1.1)
+            with trio.move_on_after(delay):
+                await self._publish_now.wait()
+                # Debounce: several peers joining at once cost one ad.
+                gap = self._last_publish + MIN_PUBLISH_GAP_S - self.clock()
+                if gap > 0:
+                    await trio.sleep(gap)
+
+    async def _redial_known_peers(self) -> None:
+        """At start, dial the peers seen in the last day (their last advertised address)."""
+        known = self.store.known_peers(self.now_ms() - KNOWN_PEER_MAX_AGE_MS, TARGET_PEERS)
+
+        async def one(peer_id: str, addr: str) -> None:
+            ok, err = await self.gossip.dial(f"{addr}/p2p/{peer_id}", 5.0)
+            event(log, "peer.redial", logging.DEBUG, peer=peer_id, ok=ok, error=err)
+
+        async with trio.open_nursery() as nursery:
+            for peer_id, addrs in known:
+                if addrs and peer_id != self.peer_id:
+                    nursery.start_soon(one, peer_id, addrs[0])
+
+    async def _bootstrap_loop(self) -> None:
+        """Dial bootstrap peers while none is connected, with exponential backoff."""
+        boot = self.config.bootstrap
+        if not boot:
+            return
+        ids = {a.rsplit("/p2p/", 1)[-1] for a in boot}
+        backoff = 0.5
+        while True:
+            connected = set(self.gossip.connected_peers())
+            for addr in boot:
+                if addr.rsplit("/p2p/", 1)[-1] in connected or self.peer_id in addr:
+                    continue
+                ok, err = await self.gossip.dial(addr, 5.0)
+                event(log, "bootstrap.dial", logging.INFO if ok else logging.WARNING,
+                      addr=addr, ok=ok, error=err)
+            if set(self.gossip.connected_peers()) & ids:
+                backoff = 0.5
+                await trio.sleep(5)
+            else:
+                await trio.sleep(backoff * self.rng.uniform(0.8, 1.2))
+                backoff = min(backoff * 2, self.config.bootstrap_retry_max_s)
+
+    async def _reprobe_loop(self) -> None:
+        while True:
+            await trio.sleep(REPROBE_S)
+            hw = await trio.to_thread.run_sync(
+                lambda: probe(include_gpus=self.config.caps_probe_gpus, quiet=True))
+            if hw != self.hardware:
+                event(log, "caps.changed", before=str(self.hardware), after=str(hw))
+                self.hardware = hw
+                self._publish_now.set()
+
+    async def _housekeeping_loop(self) -> None:
+        ticks = 0
+        while True:
+            await trio.sleep(1.0)
+            now = self.now_ms()
+            for p in self.table.expire(now):
+                event(log, "caps.ad.expired", logging.DEBUG, peer=p)
+            self.metrics.table_size.set(len(self.table))
+            connected = set(self.gossip.connected_peers())
+            self.metrics.peers.set(len(connected))
+            ticks += 1
+            if await self.gossip.upkeep(resubscribe=ticks % RESUBSCRIBE_TICKS == 0):
+                event(log, "pubsub.repaired", logging.DEBUG)
+            # A new subscriber to the caps topic has missed our last ad: send a fresh one.
+            # A peer that restarted keeps its PeerID but comes with a new pubsub stream.
+            topic_peers = self.gossip.topic_peers(self.topic)
+            if any(self._known_topic_peers.get(p) != s for p, s in topic_peers.items()):
+                self._publish_now.set()
+            self._known_topic_peers = topic_peers
+            if len(connected) < TARGET_PEERS:
+                await self._widen(connected, now)
+
+    async def _widen(self, connected: set[str], now: int) -> None:
+        """Widen the mesh beyond the bootstrap peers from the addresses in ads."""
+        for e in list(self.table.live(now)):
+            if e.peer_id == self.peer_id or e.peer_id in connected:
+                continue
+            if e.peer_id in self._dialing or not e.ad.addrs:
+                continue
+            self._dialing.add(e.peer_id)
+            try:
+                await self.gossip.dial(f"{e.ad.addrs[0]}/p2p/{e.peer_id}", 3.0)
+            finally:
+                self._dialing.discard(e.peer_id)
+            break
