@@ -13,7 +13,6 @@ from typing import Any
 
 from conformance.jsonform import from_json, to_json
 from conformance.model import Outcome
-from p2pnode.blobs.cid import cid_of
 from p2pnode.blobs.protocol import (
     BlobRequestReader,
     BlobResponseReader,
@@ -39,6 +38,7 @@ from p2pnode.jobs.matching import Capacity
 from p2pnode.jobs.model import SignedJob, open_message
 from p2pnode.jobs.verify import check_output
 from p2pnode.jobs.worker import Work, Worker, WorkState
+from p2pnode.wire.cid import cid_of
 from p2pnode.wire.framing import FrameDecoder, encode_frame
 from p2pnode.wire.reasons import Reason, WireError
 

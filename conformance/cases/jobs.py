@@ -39,7 +39,6 @@ from conformance.cases.common import (
 )
 from conformance.jsonform import to_json
 from conformance.model import Case, Expected, Inputs, ignore, reject, valid
-from p2pnode.blobs.cid import cid_of
 from p2pnode.jobs import discovery, tensors
 from p2pnode.jobs.executors import compile_wat
 from p2pnode.jobs.executors.base import DEFAULT_LIMITS
@@ -63,6 +62,7 @@ from p2pnode.jobs.model import (
 )
 from p2pnode.jobs.wasm_examples import example_module
 from p2pnode.wire import cbor
+from p2pnode.wire.cid import cid_of
 from p2pnode.wire.reasons import Reason
 
 DAVE = key("dave")

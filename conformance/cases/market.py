@@ -15,11 +15,11 @@ from typing import Any
 from conformance.cases.common import ALICE, BOB, CAROL, NET, NOW_MS
 from conformance.cases.jobs import DAVE, job
 from conformance.model import Case, Inputs, reject, valid
-from p2pnode.blobs.cid import cid_of
 from p2pnode.jobs.market import LEASE_BUDGET_PERIODS, VERIFY_TIMEOUT_MS
 from p2pnode.jobs.messages import JobClaim, JobHeartbeat, JobLease, JobOffer
 from p2pnode.jobs.model import JobSpec, Requirements
 from p2pnode.jobs.worker import LEASE_GRACE_MS, VERDICT_WAIT_MS
+from p2pnode.wire.cid import cid_of
 from p2pnode.wire.reasons import Reason
 
 T0 = NOW_MS

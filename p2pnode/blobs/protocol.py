@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from p2pnode.blobs.cid import CidHasher, check_cid
 from p2pnode.wire import cbor
+from p2pnode.wire.cid import CidHasher, check_cid
 from p2pnode.wire.framing import FrameDecoder, encode_frame
 from p2pnode.wire.reasons import Reason, WireError
 

@@ -33,8 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from p2pnode.blobs.cid import CID_PREFIX, CID_SIZE, CidHasher, check_cid, cid_of
 from p2pnode.blobs.protocol import CHUNK_SIZE, MAX_BLOB_SIZE
+from p2pnode.wire.cid import CID_PREFIX, CID_SIZE, CidHasher, check_cid, cid_of
 from p2pnode.wire.reasons import Reason, WireError
 
 _SCHEMA = """

@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 from p2pnode.identity import Identity
 from p2pnode.jobs.model import (
-    CID_SIZE,
     MAX_DETAIL_LEN,
     T_CLAIM,
     T_GET,
@@ -28,6 +27,7 @@ from p2pnode.jobs.model import (
     open_message,
     seal_message,
 )
+from p2pnode.wire.cid import CID_SIZE
 from p2pnode.wire.reasons import Reason, WireError
 
 NO_OUTPUT = b"\x12\x20" + bytes(32)  # the content id a verdict names when there is none

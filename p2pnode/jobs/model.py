@@ -23,12 +23,12 @@ from typing import Any
 
 from p2pnode.identity import Identity
 from p2pnode.wire import envelope
-from p2pnode.wire.envelope import Envelope, multihash_sha256
+from p2pnode.wire.cid import CID_PREFIX, CID_SIZE, cid_of
+from p2pnode.wire.envelope import Envelope
 from p2pnode.wire.fields import boolean, bstr, list_of, map_exact, text, uint
 from p2pnode.wire.reasons import Reason, WireError
 
 VERSION = 1
-CID_SIZE = 34  # sha2-256 multihash
 NONCE_SIZE = 16
 MAX_KIND_LEN = 32
 MAX_INPUTS = 8
@@ -78,7 +78,7 @@ MAX_FRAME = max(SIZES.values())
 
 def cid(v: Any, what: str) -> bytes:
     b = bstr(v, what, size=CID_SIZE)
-    if not b.startswith(b"\x12\x20"):
+    if not b.startswith(CID_PREFIX):
         raise WireError(Reason.BAD_FIELD, "%s must be a sha2-256 multihash" % what)
     return b
 
@@ -202,7 +202,7 @@ class SignedJob:
 
     @property
     def id(self) -> bytes:
-        return multihash_sha256(self.raw)
+        return cid_of(self.raw)
 
     @classmethod
     def open(cls, data: bytes) -> SignedJob:

@@ -12,7 +12,6 @@ for one message type or version can never be replayed as another.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from p2pnode.identity import (
     verify,
 )
 from p2pnode.wire import cbor
+from p2pnode.wire.cid import cid_of
 from p2pnode.wire.reasons import Reason, WireError
 
 DOMAIN = b"p2pnode/v1/"
@@ -57,11 +57,6 @@ def signing_input(t: str, v: int, body_bytes: bytes) -> bytes:
     return DOMAIN + t.encode("utf-8") + b"/" + str(v).encode("ascii") + b"\x00" + body_bytes
 
 
-def multihash_sha256(data: bytes) -> bytes:
-    """Multihash (sha2-256, code 0x12, length 0x20) of ``data``: our content id."""
-    return b"\x12\x20" + hashlib.sha256(data).digest()
-
-
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """A decoded and signature-checked envelope; ``raw`` is its canonical encoding."""
@@ -83,7 +78,7 @@ class Envelope:
 
     @property
     def content_id(self) -> bytes:
-        return multihash_sha256(self.raw)
+        return cid_of(self.raw)
 
 
 def seal(identity: Identity, t: str, v: int, body: Any) -> bytes:

@@ -16,7 +16,6 @@ import pytest
 import trio
 from libp2p.network.stream.exceptions import StreamError
 
-from p2pnode.blobs.cid import cid_of
 from p2pnode.blobs.protocol import (
     CHUNK_SIZE,
     BlobFound,
@@ -35,6 +34,7 @@ from p2pnode.net.blob_protocol import (
 )
 from p2pnode.net.host import NetStack
 from p2pnode.wire import cbor
+from p2pnode.wire.cid import cid_of
 from p2pnode.wire.framing import FrameDecoder, encode_frame, encode_uvarint
 from p2pnode.wire.reasons import Reason, WireError
 from tests.blobs.helpers import NET, peer_of, two_hosts

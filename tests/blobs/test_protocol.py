@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2pnode.blobs.cid import cid_of
 from p2pnode.blobs.protocol import (
     CHUNK_SIZE,
     MAX_HEADER_SIZE,
@@ -31,6 +30,7 @@ from p2pnode.blobs.protocol import (
     decode_response,
 )
 from p2pnode.wire import cbor
+from p2pnode.wire.cid import cid_of
 from p2pnode.wire.framing import FrameDecoder, encode_frame, encode_uvarint
 from p2pnode.wire.reasons import Reason, WireError
 

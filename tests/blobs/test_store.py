@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from p2pnode.blobs.cid import cid_of
 from p2pnode.blobs.store import TMP_DIR, BlobStore
+from p2pnode.wire.cid import cid_of
 from p2pnode.wire.reasons import Reason, WireError
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from p2pnode.blobs.cid import cid_of
 from p2pnode.blobs.store import TMP_DIR, BlobStore
 from p2pnode.net.blob_protocol import (
     blob_protocol_id,
@@ -17,6 +16,7 @@ from p2pnode.net.blob_protocol import (
     make_blob_handler,
     register_blob_protocol,
 )
+from p2pnode.wire.cid import cid_of
 from p2pnode.wire.reasons import Reason, WireError
 from tests.blobs.helpers import NET, peer_of, two_hosts
 

@@ -16,6 +16,7 @@ from p2pnode.jobs.model import (
     seal_message,
 )
 from p2pnode.wire import cbor, envelope
+from p2pnode.wire.cid import cid_of
 from p2pnode.wire.reasons import Reason, WireError
 
 REQ = Identity(bytes(range(32)))
@@ -37,7 +38,7 @@ def test_job_id_is_the_content_id_of_the_signed_spec() -> None:
     job = SignedJob.open(raw)
     assert job.spec == spec()
     assert job.requester == REQ.public_key
-    assert job.id == envelope.multihash_sha256(raw)
+    assert job.id == cid_of(raw)
     assert spec().req.resource_class == "gpu"
     assert SignedJob.open(spec(nonce=b"\x08" * 16).seal(REQ)).id != job.id
 

@@ -1,9 +1,10 @@
-"""Content ids of blobs: the sha2-256 multihash of the content (spec/05-content.md, BLOB-1).
+"""Content ids: the sha2-256 multihash of the content (spec/01 ENV-10, spec/05 BLOB-1).
 
     cid = 0x12 0x20 || sha2-256(content)        ; 34 bytes
 
-The same id as :func:`p2pnode.wire.envelope.multihash_sha256`; this module adds the
-shape check and the incremental form that streaming writers and receivers need.
+The one content-id function of the project: envelopes (a job's id), blobs and outputs all
+use :func:`cid_of`; this module also has the shape check and the incremental form that
+streaming writers and receivers need.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def check_cid(cid: object) -> bytes:
     return cid
 
 
-def cid_of(data: bytes) -> bytes:
+def cid_of(data: bytes | bytearray | memoryview) -> bytes:
     return CID_PREFIX + hashlib.sha256(data).digest()
 
 
