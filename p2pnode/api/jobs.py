@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from p2pnode.api.views import find_job, job_detail, job_summary
 from p2pnode.jobs.market import JobState
 from p2pnode.jobs.model import Requirements
@@ -120,7 +122,8 @@ def job_handlers(node: Any) -> dict[str, Any]:
                               node.config.jobs_max_blob_bytes)
         out = []
         for _ in range(count):
-            inputs, params = build_inputs(args)
+            # Input files are read (and matrices made) off the event loop.
+            inputs, params = await trio.to_thread.run_sync(build_inputs, args)
             job = await market.requester.submit(
                 str(args["kind"]), inputs, params, req,
                 max_price=_int(args, "max_price", None),

@@ -181,7 +181,7 @@ class CapsService:
             self.deliver(source, data)
 
     async def publish(self) -> None:
-        ad = self.make_ad()
+        ad = await trio.to_thread.run_sync(self.make_ad)  # its seq is an fsync'd write
         data = ad.encode(self.identity)
         self._last_publish = self.clock()
         await self.gossip.publish(self.topic, data)
