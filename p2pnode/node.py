@@ -202,7 +202,12 @@ class Node:
 
         def addrs_of(peer: str) -> list[str]:
             e = self.table.get(peer)
-            return list(e.ad.addrs) if e else []
+            if e is not None and e.ad.addrs:
+                return list(e.ad.addrs)
+            # After a restart the table is empty until the peer's next ad, but a resumed
+            # verification (XCH-10) must still reach its worker at once (VER-1 re-dials it):
+            # without this its fetches fail back to back and the worker is blamed.
+            return self.store.peer_addrs(peer)
 
         hw = self.hardware
         assert hw is not None

@@ -92,6 +92,12 @@ class NodeStore:
                 (peer_id, json.dumps(addrs), now_ms))
 
     @_locked
+    def peer_addrs(self, peer_id: str) -> list[str]:
+        """Where ``peer_id`` was last seen ([] if never)."""
+        row = self.db.execute("SELECT addrs FROM peers WHERE peer_id = ?", (peer_id,)).fetchone()
+        return list(json.loads(row[0])) if row else []
+
+    @_locked
     def known_peers(self, since_ms: int, limit: int) -> list[tuple[str, list[str]]]:
         rows = self.db.execute(
             "SELECT peer_id, addrs FROM peers WHERE seen_ms >= ? ORDER BY seen_ms DESC LIMIT ?",
