@@ -144,7 +144,9 @@ class Requester:
         out: list[Effect] = []
         if (job.state.value, len(job.history)) != before:
             out.append(Persist(job.id))
-        if job.terminal:
+        # Only on the event that ends the job: a repeated result or a late claim on a
+        # finished job changes nothing and must not count it as finished again.
+        if job.terminal and job.state.value != before[0]:
             out.append(Finished(job.id))
             self._forget(job.id)
         return out

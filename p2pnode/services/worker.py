@@ -60,6 +60,9 @@ log = logging.getLogger("p2pnode.worker")
 EXCHANGE_TIMEOUT_S = 10.0
 BLOB_TIMEOUT_S = 60.0
 DHT_TIMEOUT_S = 8.0
+# As VER-1 on the requester's side: a requester whose blob server is busy serving others is
+# asked again after this; the lease (heartbeats go on while fetching) bounds the waiting.
+BUSY_RETRY_S = 1.0
 Count = Callable[[str, str], None]
 
 
@@ -267,9 +270,18 @@ class WorkerService:
         ok, detail = True, ""
         try:
             for _name, c in w.job.spec.inputs:
-                await self.transport.fetch_blob(requester, c, self.blobs,
-                                                max_size=self.s.limits.max_input_bytes,
-                                                timeout=BLOB_TIMEOUT_S)
+                while True:
+                    try:
+                        await self.transport.fetch_blob(
+                            requester, c, self.blobs, max_size=self.s.limits.max_input_bytes,
+                            timeout=BLOB_TIMEOUT_S)
+                        break
+                    except WireError as e:
+                        # "busy" is a server's normal answer under load, not a failed
+                        # fetch: giving up on it lost the lease and excluded this worker.
+                        if e.reason is not Reason.BUSY:
+                            raise
+                        await trio.sleep(BUSY_RETRY_S)
         except (WireError, trio.TooSlowError, TransportError) as e:
             ok, detail = False, getattr(e, "reason", Reason.TRUNCATED).value
         self._scopes.pop(job_id, None)
@@ -328,6 +340,9 @@ class WorkerService:
                 self.on_reject(err.reason)
         await self._apply(self.machine.on_heartbeat_answer(e.job, renewed, refused,
                                                            self.clock.now_ms()))
+        # The answer may move a timer without an effect (a refusal while submitting sets
+        # retry_at): re-arm the timer from next_deadline.
+        self._wake.set()
 
     async def _submit(self, e: SendResult) -> None:
         w = self.machine.work.get(e.job)
@@ -354,6 +369,9 @@ class WorkerService:
                 self.on_reject(err.reason)
         await self._apply(self.machine.on_result_answer(e.job, accepted, refused,
                                                         self.clock.now_ms()))
+        # A failed exchange sets retry_at and returns no effect: re-arm the timer, or the
+        # result would wait for the next heartbeat instead of SUBMIT_RETRY_MS (WRK-7).
+        self._wake.set()
 
     # -- the pull path (DHT-10, WRK-5) -----------------------------------------------------
 
