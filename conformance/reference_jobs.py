@@ -178,9 +178,10 @@ def requester(f: Files, p: Params) -> Outcome:
 
 # -- the worker (spec 04 §5.2) ----------------------------------------------------------------
 
-# WRK-1: a job for another network breaks a rule; every other reason to decline is the
-# worker's own business (its kinds, hardware, price, time, load).
-_WORKER_REJECTS = frozenset({Reason.WRONG_NETWORK})
+# WRK-1: a job for another network or created in the future (JOB-11) breaks a rule; every
+# other reason to decline is the worker's own business (its kinds, hardware, price, time,
+# load).
+_WORKER_REJECTS = frozenset({Reason.WRONG_NETWORK, Reason.CLOCK_SKEW})
 
 
 def worker(f: Files, p: Params) -> Outcome:

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from p2pnode.identity import peer_id_str
-from p2pnode.jobs.model import JobSpec, Requirements
+from p2pnode.jobs.model import JobSpec, Requirements, created_in_future
 from p2pnode.wire.reasons import Reason
 
 
@@ -411,6 +411,8 @@ class WorkerPolicy:
             return Reason.BAD_FIELD
         if now >= spec.deadline:
             return Reason.DEADLINE_PASSED
+        if created_in_future(spec, now):
+            return Reason.CLOCK_SKEW
         if job_id in self.active:
             return Reason.BAD_STATE
         if len(self.active) >= p.concurrency:

@@ -164,3 +164,37 @@ async def test_dht_refuses_a_job_record_whose_id_does_not_match(tmp_path: Path) 
             with trio.fail_after(5):
                 got = await victim.stack.dht.get_value(right_key)
             assert got == raw
+
+
+TEN_YEARS_MS = 3652 * 86_400_000
+
+
+def future_spec(now: int, kind: str = "wasm") -> JobSpec:
+    """A job dated ten years ahead: JOB-4 holds, so only JOB-11 stops it."""
+    created = now + TEN_YEARS_MS
+    return JobSpec(net=NET, kind=kind, inputs=(), params=(), req=Requirements(),
+                   max_price=10_000, created=created, deadline=created + 60_000, lease_s=10,
+                   redundancy=1, nonce=os.urandom(NONCE_SIZE))
+
+
+async def test_dht_refuses_a_job_record_created_years_ahead(tmp_path: Path) -> None:
+    async with running_nodes(tmp_path, 1) as (victim,), attacker_against(victim) as atk:
+        dht = KadDHT(atk.host, DHTMode.SERVER)
+        dht.register_validator(discovery.RECORD_NAMESPACE, _Permissive())
+        raw = future_spec(victim.now_ms()).seal(atk.identity)
+        key = discovery.job_record_key(SignedJob.open(raw).id)
+        async with background_trio_service(dht):
+            victim_id = ID.from_base58(victim.peer_id)
+            assert not await dht.value_store._store_at_peer(victim_id, key.encode(), raw)
+            assert rejected(victim, Reason.CLOCK_SKEW) == 1
+            assert victim.stack.dht.value_store.get(key.encode()) is None
+
+
+async def test_worker_refuses_an_offer_created_years_ahead(tmp_path: Path) -> None:
+    async with running_nodes(tmp_path, 1) as (worker,), attacker_against(worker) as atk:
+        now = worker.now_ms()
+        raw = future_spec(now, kind="matmul").seal(atk.identity)
+        offer = seal_message(atk.identity, T_OFFER, {"net": NET, "spec": raw, "ts": now})
+        assert refusal(await request(atk.host, worker.peer_id, NET, offer)) == "clock_skew"
+        assert worker.market.policy.free == worker.config.jobs_concurrency
+        assert SignedJob.open(raw).id not in worker.market.work
