@@ -173,7 +173,7 @@ class MarketService:
         self.policy = WorkerPolicy(self._profile())
         dhtx.register_job_records(stack.dht, self.net, self.now, self._reject)
         stack.host.set_stream_handler(job_protocol_id(self.net),
-                                      make_job_handler(self._handle, self._reject))
+                                      make_job_handler(self.net, self._handle, self._reject))
         self.blob_handler = register_blob_protocol(
             stack.host, self.blobs, self.net, lambda r: self.node.metrics.reject("blob", r))
         self._resume()
@@ -386,18 +386,7 @@ class MarketService:
 
     # -- the /job/1 handler -------------------------------------------------------------------
 
-    async def _handle(self, framed: FramedStream, remote: bytes, first: bytes) -> None:
-        try:
-            msg = open_message(first, net=self.net)
-        except WireError as e:
-            self._reject(e.reason)
-            await framed.send(self._refuse(b"", e.reason, e.detail))
-            return
-        if msg.signer != remote:
-            # Noise authenticated the peer; a message signed by someone else is forged.
-            self._reject(Reason.SIGNER_MISMATCH)
-            await framed.send(self._refuse(b"", Reason.SIGNER_MISMATCH))
-            return
+    async def _handle(self, framed: FramedStream, remote: bytes, msg: Message) -> None:
         if msg.t == T_OFFER:
             await self._on_offer(framed, msg)
             return

@@ -361,7 +361,7 @@ def message() -> Iterator[Case]:
     yield _message("refuse_empty_job",
                    seal({**bodies[T_REFUSE], "job": b"", "reason": "bad_signature"}, ALICE,
                         t=T_REFUSE, v=1),
-                   valid(), "a refusal that names no job (the first message did not open)",
+                   valid(), "a refusal that names no job (the offer's spec did not open)",
                    ("JOB-7", "XCH-11"))
     yield _message("forged_claim", _forge(seal(bodies[T_CLAIM], BOB, t=T_CLAIM, v=1),
                                           price=1),

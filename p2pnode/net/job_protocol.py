@@ -11,7 +11,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
 from p2pnode.identity import public_key_from_peer_id
-from p2pnode.jobs.model import MAX_FRAME
+from p2pnode.jobs.model import MAX_FRAME, Message, open_message
 from p2pnode.net.streams import FramedStream
 from p2pnode.wire.reasons import Reason, WireError
 
@@ -28,24 +28,35 @@ def remote_public_key(stream: Any) -> bytes:
     return public_key_from_peer_id(peer.to_bytes())
 
 
-Handler = Callable[[FramedStream, bytes, bytes], Awaitable[None]]
+Handler = Callable[[FramedStream, bytes, Message], Awaitable[None]]
+"""``handle(framed, remote_key, first)``: ``first`` is the opened first message, signed by
+``remote_key``, the stream's authenticated peer."""
 
 
-def make_job_handler(handle: Handler, on_error: Callable[[Reason], None]) -> Any:
-    """Wrap ``handle(framed, remote_key, first_frame)``; no error escapes into the host."""
+def make_job_handler(net: str, handle: Handler, on_reject: Callable[[Reason], None]) -> Any:
+    """The stream handler of ``/p2pnode/<net>/job/1`` for ``host.set_stream_handler``.
+
+    The first frame is read and opened as a stream message of ``net`` (XCH-2) signed by
+    the stream's peer (XCH-3). Only then does ``handle`` run, so input that fails costs no
+    signature: it is counted with ``on_reject(reason)`` and the stream is closed without an
+    answer. No error escapes into the host.
+    """
 
     async def handler(stream: Any) -> None:
         framed = FramedStream(stream, MAX_FRAME)
         try:
             remote = remote_public_key(stream)
-            first = await framed.receive(EXCHANGE_TIMEOUT_S)
+            first = open_message(await framed.receive(EXCHANGE_TIMEOUT_S), net=net)
+            if first.signer != remote:
+                # Noise authenticated the peer; a message signed by someone else is forged.
+                raise WireError(Reason.SIGNER_MISMATCH, "first message not the peer's")
             await handle(framed, remote, first)
         except WireError as e:
-            on_error(e.reason)
+            on_reject(e.reason)
         except trio.TooSlowError:
-            on_error(Reason.TRUNCATED)
+            on_reject(Reason.TRUNCATED)
         except Exception:  # a broken peer must never take the node down
-            on_error(Reason.MALFORMED)
+            on_reject(Reason.MALFORMED)
         finally:
             await framed.close()
 
