@@ -12,10 +12,20 @@ from libp2p.peer.id import ID
 
 from p2pnode.identity import public_key_from_peer_id
 from p2pnode.jobs.model import MAX_FRAME, Message, open_message
+from p2pnode.net.limits import StreamLimiter
 from p2pnode.net.streams import FramedStream
+from p2pnode.ratelimit import StreamLimits
 from p2pnode.wire.reasons import Reason, WireError
 
 EXCHANGE_TIMEOUT_S = 10.0
+# XCH-12: inbound /job/1 streams of one peer open at once, of all peers, and the rate at
+# which one peer may open new ones.
+JOB_STREAMS_PER_PEER = 16
+MAX_JOB_STREAMS = 256
+JOB_STREAM_RATE = 20.0
+JOB_STREAM_BURST = 40
+JOB_STREAM_LIMITS = StreamLimits(per_peer=JOB_STREAMS_PER_PEER, total=MAX_JOB_STREAMS,
+                                 rate=JOB_STREAM_RATE, burst=JOB_STREAM_BURST)
 
 
 def job_protocol_id(net: str) -> TProtocol:
@@ -33,16 +43,19 @@ Handler = Callable[[FramedStream, bytes, Message], Awaitable[None]]
 ``remote_key``, the stream's authenticated peer."""
 
 
-def make_job_handler(net: str, handle: Handler, on_reject: Callable[[Reason], None]) -> Any:
+def make_job_handler(net: str, handle: Handler, on_reject: Callable[[Reason], None],
+                     limiter: StreamLimiter | None = None) -> Any:
     """The stream handler of ``/p2pnode/<net>/job/1`` for ``host.set_stream_handler``.
 
-    The first frame is read and opened as a stream message of ``net`` (XCH-2) signed by
-    the stream's peer (XCH-3). Only then does ``handle`` run, so input that fails costs no
-    signature: it is counted with ``on_reject(reason)`` and the stream is closed without an
-    answer. No error escapes into the host.
+    A stream over the limits of ``limiter`` (default: ``JOB_STREAM_LIMITS``) is reset
+    unread (XCH-12); otherwise the first frame is read and opened as a stream message of
+    ``net`` (XCH-2) signed by the stream's peer (XCH-3). Only then does ``handle`` run, so
+    input that fails costs no signature: it is counted with ``on_reject(reason)`` and the
+    stream is closed without an answer. No error escapes into the host.
     """
+    gate = limiter if limiter is not None else StreamLimiter(JOB_STREAM_LIMITS)
 
-    async def handler(stream: Any) -> None:
+    async def exchange(stream: Any) -> None:
         framed = FramedStream(stream, MAX_FRAME)
         try:
             remote = remote_public_key(stream)
@@ -59,6 +72,10 @@ def make_job_handler(net: str, handle: Handler, on_reject: Callable[[Reason], No
             on_reject(Reason.MALFORMED)
         finally:
             await framed.close()
+
+    async def handler(stream: Any) -> None:
+        if not await gate.serve(stream, exchange):
+            on_reject(Reason.RATE_LIMITED)
 
     return handler
 

@@ -26,7 +26,7 @@ NOT_BY_VECTORS = {"ID-5", "ID-6", "TBL-5", "TBL-6", "RL-2", "RL-3"} | {
     f"PUB-{i}" for i in range(1, 9)} | {
     f"NET-{i}" for i in range(1, 13)} | {
     "JOB-5", "DHT-7", "DHT-9", "OFR-1", "OFR-2", "OFR-3", "VER-1", "VER-3", "BLOB-4",
-    "BLOB-6"} | {f"XCH-{i}" for i in (1, 2, 3, 4, 6, 7, 8, 9, 10)} | {
+    "BLOB-6", "BLOB-15"} | {f"XCH-{i}" for i in (1, 2, 3, 4, 6, 7, 8, 9, 10, 12)} | {
     f"WRK-{i}" for i in range(4, 10)}
 
 
