@@ -35,7 +35,7 @@ from p2pnode.jobs.market import (
     Verify,
 )
 from p2pnode.jobs.matching import Capacity
-from p2pnode.jobs.model import SignedJob, open_message
+from p2pnode.jobs.model import SignedJob, created_in_future, open_message
 from p2pnode.jobs.verify import check_output
 from p2pnode.jobs.worker import Work, Worker, WorkState
 from p2pnode.wire.cid import cid_of
@@ -177,9 +177,10 @@ def requester(f: Files, p: Params) -> Outcome:
 
 # -- the worker (spec 04 §5.2) ----------------------------------------------------------------
 
-# WRK-1: a job for another network breaks a rule; every other reason to decline is the
-# worker's own business (its kinds, hardware, price, time, load).
-_WORKER_REJECTS = frozenset({Reason.WRONG_NETWORK})
+# WRK-1: a job for another network or created in the future (JOB-11) breaks a rule; every
+# other reason to decline is the worker's own business (its kinds, hardware, price, time,
+# load).
+_WORKER_REJECTS = frozenset({Reason.WRONG_NETWORK, Reason.CLOCK_SKEW})
 
 
 def worker(f: Files, p: Params) -> Outcome:
@@ -194,7 +195,8 @@ def worker(f: Files, p: Params) -> Outcome:
     w = Worker(p["net"], b"\x00" * 32, cap, prof["concurrency"])
     for held in p.get("active", []):
         w.work[bytes.fromhex(held)] = Work(job=sj, state=WorkState.RUNNING)
-    price, why = w.take(sj, p["now_ms"], sj.spec.deadline)
+    price, why = w.take(sj, p["now_ms"], sj.spec.deadline,
+                        lambda: not created_in_future(sj.spec, p["now_ms"]))
     if why is not None:
         return Outcome("reject" if why in _WORKER_REJECTS else "ignore", why.value)
     return Outcome("valid", outputs={"claim.json": {"job": sj.id.hex(), "price": price}})

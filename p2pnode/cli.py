@@ -24,6 +24,10 @@ from p2pnode.config import (
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 
 
+class UsageError(ValueError):
+    """A command given arguments it must refuse; ``main`` exits with EXIT_USAGE."""
+
+
 def _print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=None, default=str)
     sys.stdout.write("\n")
@@ -211,7 +215,21 @@ def cmd_caps(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _inside_job_dir(base: Path, job_file: str, key: str, value: str) -> str:
+    """``value`` resolved against the job file's directory ``base``, symlinks included; a
+    UsageError unless the result lies in ``base`` or below (docs/jobs.md)."""
+    target = (base / value).resolve()
+    if not target.is_relative_to(base):
+        raise UsageError(
+            f"job file {job_file}: {key} = {value!r} resolves to {target}, outside the job "
+            f"file's directory {base}; a job file may only name files in its own directory "
+            "or below (give other files on the command line, e.g. --input or --module)")
+    return str(target)
+
+
 def _load_job_file(path: str) -> dict[str, Any]:
+    """The keys of a job file, with its paths made absolute. A path that leads out of the
+    file's directory is a UsageError: whatever it names would become a public blob."""
     import tomllib
 
     p = Path(path)
@@ -225,15 +243,13 @@ def _load_job_file(path: str) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"job file {path}: unknown keys {sorted(unknown)}")
     base = p.resolve().parent
-
-    def rel(v: str) -> str:
-        return v if v.startswith("example:") else str((base / v).resolve())
-
     if isinstance(data.get("inputs"), dict):
-        data["inputs"] = {k: rel(str(v)) for k, v in data["inputs"].items()}
-    for key in ("module", "input"):
-        if isinstance(data.get(key), str):
-            data[key] = rel(data[key])
+        data["inputs"] = {k: _inside_job_dir(base, path, f"inputs.{k}", str(v))
+                          for k, v in data["inputs"].items()}
+    if isinstance(data.get("module"), str) and not data["module"].startswith("example:"):
+        data["module"] = _inside_job_dir(base, path, "module", data["module"])
+    if isinstance(data.get("input"), str):
+        data["input"] = _inside_job_dir(base, path, "input", data["input"])
     return data
 
 
@@ -455,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     except NodeNotRunning as e:
         print(f"error: {e}; start it with `p2pnode run`", file=sys.stderr)
         return EXIT_NOT_RUNNING
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except (ApiError, ConfigError, PermissionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR

@@ -161,9 +161,9 @@ class Node:
     def _build_market(self, st: Any) -> Any:
         """Wire the job market: its machines behind typed ports (spec 04)."""
         from p2pnode.blobs.store import BlobStore
-        from p2pnode.caps.table import MAX_CLOCK_SKEW_MS
         from p2pnode.jobs.executors.base import Limits
         from p2pnode.jobs.matching import Capacity
+        from p2pnode.jobs.model import created_in_future
         from p2pnode.jobs.requester import Candidate
         from p2pnode.jobs.worker import Worker
         from p2pnode.net.blob_protocol import register_blob_protocol
@@ -236,6 +236,6 @@ class Node:
                                     discovery_interval_s=cfg.jobs_discovery_interval_s,
                                     limits=limits),
             count=metrics.count, on_reject=reject,
-            created_ok=lambda sj, wall: sj.spec.created <= wall + MAX_CLOCK_SKEW_MS)
+            created_ok=lambda sj, wall: not created_in_future(sj.spec, wall))
         return JobsService(net=net, transport=transport, requester=requester, worker=worker,
                            metrics=metrics, on_reject=reject)

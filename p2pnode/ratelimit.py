@@ -1,4 +1,5 @@
-"""Token buckets keyed by peer; pure (the caller passes ``now``)."""
+"""Token buckets keyed by peer, and bounds on inbound streams; pure (the caller passes
+``now``)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,55 @@ class PeerRateLimiter:
             b.tokens -= 1.0
             return True
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """Bounds on the inbound streams of one protocol (spec 04 XCH-12, spec 05 BLOB-15)."""
+
+    per_peer: int
+    """Streams of one peer open at once."""
+    total: int
+    """Streams of all peers open at once."""
+    rate: float
+    """New streams per second of one peer, once its burst is spent."""
+    burst: int
+    """New streams one peer may open at once."""
+
+
+class StreamAdmission:
+    """Which inbound streams a handler serves; pure (the caller passes ``now``).
+
+    ``admit`` takes a token of the peer's bucket for every stream it is asked about, admitted
+    or not, so a peer that keeps opening streams past its concurrency bound also spends its
+    rate. Every admitted stream must be released exactly once.
+    """
+
+    def __init__(self, limits: StreamLimits, max_keys: int = 10_000) -> None:
+        self.limits = limits
+        self._rate = PeerRateLimiter(limits.rate, limits.burst, max_keys)
+        self._open: dict[str, int] = {}
+        self.total = 0
+        """Streams open now, of all peers."""
+
+    def admit(self, peer: str, now: float) -> bool:
+        if not self._rate.allow(peer, now):
+            return False
+        held = self._open.get(peer, 0)
+        if held >= self.limits.per_peer or self.total >= self.limits.total:
+            return False
+        self._open[peer] = held + 1
+        self.total += 1
+        return True
+
+    def release(self, peer: str) -> None:
+        held = self._open[peer] - 1
+        if held:
+            self._open[peer] = held
+        else:
+            del self._open[peer]
+        self.total -= 1
+
+    def open_streams(self, peer: str) -> int:
+        """Streams of ``peer`` open now."""
+        return self._open.get(peer, 0)

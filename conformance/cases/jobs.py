@@ -44,6 +44,7 @@ from p2pnode.jobs.executors import compile_wat
 from p2pnode.jobs.executors.base import DEFAULT_LIMITS
 from p2pnode.jobs.executors.wasm import WASM_HEADER
 from p2pnode.jobs.model import (
+    MAX_CREATED_SKEW_MS,
     MAX_DEADLINE_MS,
     SPEC_MAX_SIZE,
     T_CLAIM,
@@ -72,6 +73,7 @@ A_BLOB, B_BLOB = tensors.encode_matrix(A), tensors.encode_matrix(B)
 CID_A, CID_B = cid_of(A_BLOB), cid_of(B_BLOB)
 NONCE = hashlib.sha256(b"p2pnode conformance nonce").digest()[:16]
 U64 = (1 << 64) - 1
+TEN_YEARS_MS = 3652 * 86_400_000
 
 BASE_SPEC = JobSpec(
     net=NET, kind="matmul", inputs=(("a", CID_A), ("b", CID_B)), params=(),
@@ -360,7 +362,7 @@ def message() -> Iterator[Case]:
     yield _message("refuse_empty_job",
                    seal({**bodies[T_REFUSE], "job": b"", "reason": "bad_signature"}, ALICE,
                         t=T_REFUSE, v=1),
-                   valid(), "a refusal that names no job (the first message did not open)",
+                   valid(), "a refusal that names no job (the offer's spec did not open)",
                    ("JOB-7", "XCH-11"))
     yield _message("forged_claim", _forge(seal(bodies[T_CLAIM], BOB, t=T_CLAIM, v=1),
                                           price=1),
@@ -440,6 +442,17 @@ def dht_record() -> Iterator[Case]:
     yield _record("order_id_before_network", rkey, mainnet, reject(Reason.ID_MISMATCH),
                   "a mainnet job under another job's key: the id is checked first",
                   ("DHT-6",))
+    for name, created, expected, desc in (
+        ("created_at_skew_bound", NOW_MS + MAX_CREATED_SKEW_MS, valid(),
+         "created exactly 30 s ahead of the receiver's clock: within the skew"),
+        ("created_in_future", NOW_MS + MAX_CREATED_SKEW_MS + 1, reject(Reason.CLOCK_SKEW),
+         "created 30.001 s ahead of the receiver's clock"),
+        ("created_ten_years_ahead", NOW_MS + TEN_YEARS_MS, reject(Reason.CLOCK_SKEW),
+         "created ten years ahead: without JOB-11 the record would live ten years"),
+    ):
+        ahead = job(created=created, deadline=created + 600_000).seal(ALICE)
+        yield _record(name, discovery.job_record_key(cid_of(ahead)), ahead, expected, desc,
+                      ("DHT-5", "JOB-11"))
     old_mainnet = job(net="mainnet", created=NOW_MS - 120_000, deadline=NOW_MS - 60_000)
     raw_old = old_mainnet.seal(ALICE)
     yield _record("order_network_before_expiry", discovery.job_record_key(cid_of(raw_old)),
@@ -679,6 +692,22 @@ def worker() -> Iterator[Case]:
                   ignore(Reason.BAD_FIELD),
                   "too low a price, past the deadline: price first", ("WRK-1",),
                   now_ms=BASE_SPEC.deadline + 1)
+    yield _worker("created_at_skew_bound", job(created=NOW_MS + MAX_CREATED_SKEW_MS,
+                                               deadline=NOW_MS + 600_000),
+                  valid(), "created exactly 30 s ahead of the worker's clock", ("WRK-1",
+                                                                                "JOB-11"))
+    yield _worker("created_in_future", job(created=NOW_MS + TEN_YEARS_MS,
+                                           deadline=NOW_MS + TEN_YEARS_MS + 600_000),
+                  reject(Reason.CLOCK_SKEW), "a job created ten years ahead",
+                  ("WRK-1", "JOB-11"))
+    yield _worker("created_just_in_future", job(created=NOW_MS + MAX_CREATED_SKEW_MS + 1,
+                                                deadline=NOW_MS + 600_000),
+                  reject(Reason.CLOCK_SKEW), "created 30.001 s ahead of the worker's clock",
+                  ("WRK-1", "JOB-11"))
+    future = job(created=NOW_MS + TEN_YEARS_MS, deadline=NOW_MS + TEN_YEARS_MS + 600_000)
+    yield _worker("order_created_before_held", future, reject(Reason.CLOCK_SKEW),
+                  "created in the future and already held: the creation time first",
+                  ("WRK-1",), active=[cid_of(future.seal(ALICE)).hex()])
     yield _worker("order_held_before_busy", BASE_SPEC, ignore(Reason.BAD_STATE),
                   "held and no slot free: held first", ("WRK-1",), active=[jid, C1.hex()])
     env = cbor.decode(BASE_SPEC.seal(ALICE))

@@ -46,6 +46,12 @@ MAX_CONCURRENT_TRANSFERS = 8
 MAX_TRANSFERS_PER_PEER = 4
 BUSY_WAIT_S = 2.0
 TRANSFER_TIMEOUT_S = 300.0
+# BLOB-15: inbound streams of one peer open at once, of all peers, and the rate at which one
+# peer may open new ones.
+BLOB_STREAMS_PER_PEER = 16
+MAX_BLOB_STREAMS = 64
+BLOB_STREAM_RATE = 20.0
+BLOB_STREAM_BURST = 40
 
 _UINT64_MAX = (1 << 64) - 1
 _REASONS = {r.value: r for r in Reason}

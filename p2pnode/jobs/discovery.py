@@ -2,7 +2,8 @@
 
 - Value records: key ``/p2pjob/<hex job id>``, value the JobSpec envelope. A record is valid
   when the value opens as a ``job.spec`` of our network, its content id equals the id in the
-  key, and its deadline has not passed (the DHT keeps no TTL of its own).
+  key, its deadline has not passed (the DHT keeps no TTL of its own) and it was not created
+  in the future.
 - Provider records: a requester with open jobs provides the key
   ``sha256("p2pnode/<net>/open/<kind>/<class>/<bucket>")`` (a sha2-256 multihash, hex) for
   the current time bucket, and again when the bucket turns. A worker looks up the keys of
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
-from p2pnode.jobs.model import SignedJob
+from p2pnode.jobs.model import SignedJob, created_in_future
 from p2pnode.wire.reasons import ACCEPT, Reason, Reject, Verdict, WireError
 
 RECORD_NAMESPACE = "p2pjob"
@@ -51,6 +52,8 @@ def validate_job_record(key: str, value: bytes, *, net: str,
         return Reject(Reason.WRONG_NETWORK, job.spec.net), None
     if job.spec.deadline <= now_ms:  # DHT-5
         return Reject(Reason.EXPIRED), None
+    if created_in_future(job.spec, now_ms):  # DHT-5, JOB-11
+        return Reject(Reason.CLOCK_SKEW, "created after now + the clock skew"), None
     return ACCEPT, job
 
 

@@ -40,6 +40,8 @@ MIN_LEASE_S = 2
 MAX_LEASE_S = 3600
 MAX_REDUNDANCY = 8
 MAX_DEADLINE_MS = 7 * 24 * 3600 * 1000
+# How far ahead of the receiver's clock a job's `created` may be (JOB-11).
+MAX_CREATED_SKEW_MS = 30_000
 MAX_REASON_LEN = 64
 MAX_META = 16
 MAX_NET_LEN = 32
@@ -190,6 +192,15 @@ class JobSpec:
 
     def param(self, name: str, default: Any = None) -> Any:
         return dict(self.params).get(name, default)
+
+
+def created_in_future(spec: JobSpec, now_ms: int) -> bool:
+    """JOB-11: whether ``spec`` was created further ahead of ``now_ms`` than clocks drift.
+
+    JOB-4 bounds a job's life from its ``created``; a ``created`` years ahead would make its
+    DHT record (DHT-5) and every table entry for it live for years.
+    """
+    return spec.created > now_ms + MAX_CREATED_SKEW_MS
 
 
 @dataclass(frozen=True, slots=True)

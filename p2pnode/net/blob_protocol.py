@@ -23,9 +23,13 @@ from libp2p.network.stream.exceptions import StreamEOF, StreamError
 from libp2p.peer.id import ID
 
 from p2pnode.blobs.protocol import (
+    BLOB_STREAM_BURST,
+    BLOB_STREAM_RATE,
+    BLOB_STREAMS_PER_PEER,
     BUSY_WAIT_S,
     CHUNK_SIZE,
     MAX_BLOB_SIZE,
+    MAX_BLOB_STREAMS,
     MAX_CONCURRENT_TRANSFERS,
     MAX_TRANSFERS_PER_PEER,
     REQUEST_TIMEOUT_S,
@@ -44,6 +48,8 @@ from p2pnode.blobs.protocol import (
 )
 from p2pnode.blobs.store import BlobStore
 from p2pnode.log import event
+from p2pnode.net.limits import Clock, StreamLimiter, stream_peer
+from p2pnode.ratelimit import StreamLimits
 from p2pnode.wire.framing import encode_frame
 from p2pnode.wire.reasons import Reason, WireError
 
@@ -60,6 +66,8 @@ FETCH_TIMEOUT_S = 120.0
 CLEANUP_TIMEOUT_S = 2.0
 
 RejectCounter = Callable[[Reason], None]
+BLOB_STREAM_LIMITS = StreamLimits(per_peer=BLOB_STREAMS_PER_PEER, total=MAX_BLOB_STREAMS,
+                                  rate=BLOB_STREAM_RATE, burst=BLOB_STREAM_BURST)
 
 
 def blob_protocol_id(net: str) -> TProtocol:
@@ -99,6 +107,8 @@ class BlobHandler:
     """Serves blobs from a :class:`BlobStore` on inbound blob/1 streams (BLOB-2 to BLOB-7).
 
     An instance is the async stream handler: ``host.set_stream_handler(pid, handler)``.
+    A stream over ``stream_limits`` is reset unread (BLOB-15) and counted as
+    ``rate_limited``; ``clock`` (monotonic seconds, default trio's) drives those limits.
     Requests that break the protocol are counted with ``metrics_reject(reason)``; answers
     such as not_found, too_large and busy are normal and not counted. No exception leaves
     the handler: py-libp2p runs it in the connection's nursery, where one would close the
@@ -115,8 +125,11 @@ class BlobHandler:
         request_timeout: float = REQUEST_TIMEOUT_S,
         busy_wait: float = BUSY_WAIT_S,
         transfer_timeout: float = TRANSFER_TIMEOUT_S,
+        stream_limits: StreamLimits = BLOB_STREAM_LIMITS,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
+        self.streams = StreamLimiter(stream_limits, clock)
         self._reject = metrics_reject
         self._slots = trio.Semaphore(max_concurrent)
         self.max_per_peer = max_per_peer
@@ -132,6 +145,11 @@ class BlobHandler:
         self.bytes_served = 0
 
     async def __call__(self, stream: Any) -> None:
+        if not await self.streams.serve(stream, self._guarded):
+            self._count(Reason.RATE_LIMITED)
+            event(log, "blob.stream.limited", logging.DEBUG, peer=stream_peer(stream))
+
+    async def _guarded(self, stream: Any) -> None:
         try:
             await self._handle(stream)
         except Exception as e:  # see the class docstring
@@ -186,8 +204,7 @@ class BlobHandler:
             if not isinstance(response, BlobFound):
                 await self._respond_and_close(stream, response)
                 return
-            peer = str(getattr(getattr(stream, "muxed_conn", None), "peer_id", "?"))
-            async with self._slot(peer) as acquired:
+            async with self._slot(stream_peer(stream)) as acquired:
                 if not acquired:
                     await self._respond_and_close(stream, BlobRefused(Reason.BUSY))
                     return
@@ -251,11 +268,14 @@ def make_blob_handler(
     request_timeout: float = REQUEST_TIMEOUT_S,
     busy_wait: float = BUSY_WAIT_S,
     transfer_timeout: float = TRANSFER_TIMEOUT_S,
+    stream_limits: StreamLimits = BLOB_STREAM_LIMITS,
+    clock: Clock | None = None,
 ) -> BlobHandler:
     """The stream handler of blob/1 for ``host.set_stream_handler``; see BlobHandler."""
     return BlobHandler(store, metrics_reject, max_concurrent=max_concurrent,
                        max_per_peer=max_per_peer, request_timeout=request_timeout,
-                       busy_wait=busy_wait, transfer_timeout=transfer_timeout)
+                       busy_wait=busy_wait, transfer_timeout=transfer_timeout,
+                       stream_limits=stream_limits, clock=clock)
 
 
 def register_blob_protocol(

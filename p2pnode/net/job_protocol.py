@@ -13,11 +13,21 @@ from libp2p.peer.id import ID
 
 from p2pnode.identity import public_key_from_peer_id
 from p2pnode.jobs.model import MAX_FRAME
+from p2pnode.net.limits import StreamLimiter
 from p2pnode.net.streams import FramedStream
 from p2pnode.ports import TransportError
+from p2pnode.ratelimit import StreamLimits
 from p2pnode.wire.reasons import Reason, WireError
 
 EXCHANGE_TIMEOUT_S = 10.0
+# XCH-12: inbound /job/1 streams of one peer open at once, of all peers, and the rate at
+# which one peer may open new ones.
+JOB_STREAMS_PER_PEER = 16
+MAX_JOB_STREAMS = 256
+JOB_STREAM_RATE = 20.0
+JOB_STREAM_BURST = 40
+JOB_STREAM_LIMITS = StreamLimits(per_peer=JOB_STREAMS_PER_PEER, total=MAX_JOB_STREAMS,
+                                 rate=JOB_STREAM_RATE, burst=JOB_STREAM_BURST)
 
 
 def job_protocol_id(net: str) -> TProtocol:
@@ -31,25 +41,39 @@ def remote_public_key(stream: Any) -> bytes:
 
 
 Handler = Callable[[FramedStream, bytes, bytes], Awaitable[None]]
+"""``handle(framed, remote_key, first)``: ``first`` is the first frame; ``remote_key`` the
+Ed25519 key Noise authenticated for the stream's peer. The handler opens the frame
+(``p2pnode.jobs.messages.route``: XCH-2, XCH-3) and answers nothing to what fails."""
 
 
-def make_job_handler(handle: Handler, on_error: Callable[[Reason], None]) -> Any:
-    """Wrap ``handle(framed, remote_key, first_frame)``; no error escapes into the host."""
+def make_job_handler(net: str, handle: Handler, on_reject: Callable[[Reason], None],
+                     limiter: StreamLimiter | None = None) -> Any:
+    """The stream handler of ``/p2pnode/<net>/job/1`` for ``host.set_stream_handler``.
 
-    async def handler(stream: Any) -> None:
+    A stream over the limits of ``limiter`` (default: ``JOB_STREAM_LIMITS``) is reset
+    unread (XCH-12); otherwise its first frame, read within EXCHANGE_TIMEOUT_S, goes to
+    ``handle``. A frame that cannot be read is counted with ``on_reject(reason)`` and the
+    stream closed without an answer. No error escapes into the host.
+    """
+    gate = limiter if limiter is not None else StreamLimiter(JOB_STREAM_LIMITS)
+
+    async def exchange(stream: Any) -> None:
         framed = FramedStream(stream, MAX_FRAME)
         try:
             remote = remote_public_key(stream)
-            first = await framed.receive(EXCHANGE_TIMEOUT_S)
-            await handle(framed, remote, first)
+            await handle(framed, remote, await framed.receive(EXCHANGE_TIMEOUT_S))
         except WireError as e:
-            on_error(e.reason)
+            on_reject(e.reason)
         except trio.TooSlowError:
-            on_error(Reason.TRUNCATED)
+            on_reject(Reason.TRUNCATED)
         except Exception:  # a broken peer must never take the node down
-            on_error(Reason.MALFORMED)
+            on_reject(Reason.MALFORMED)
         finally:
             await framed.close()
+
+    async def handler(stream: Any) -> None:
+        if not await gate.serve(stream, exchange):
+            on_reject(Reason.RATE_LIMITED)
 
     return handler
 

@@ -29,7 +29,7 @@ class Libp2pTransport:
 
     def serve_jobs(self, handler: JobHandler) -> None:
         self.stack.host.set_stream_handler(job_protocol_id(self.net),
-                                           make_job_handler(handler, self.on_reject))
+                                           make_job_handler(self.net, handler, self.on_reject))
 
     async def open_job(self, peer: str) -> FramedStream:
         return await open_exchange(self.stack.host, peer, self.net)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import multiaddr
+from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pubsub import Pubsub
@@ -64,6 +65,17 @@ class Attacker:
     async def next_message_data(self) -> bytes:
         msg = await self.subscription.get()
         return bytes(msg.data)
+
+
+async def read_all(stream: Any) -> bytes:
+    """Everything the other side sends until it closes or resets the stream."""
+    got = b""
+    try:
+        while chunk := await stream.read(65536):
+            got += chunk
+    except StreamError:  # EOF or reset
+        pass
+    return got
 
 
 @asynccontextmanager

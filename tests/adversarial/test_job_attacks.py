@@ -1,15 +1,16 @@
 """A hostile peer against the job market of real nodes (spec 04 §5, §9).
 
-Each attack is refused with its reason code, counted in the victim's metrics, and the
-market keeps working for honest peers.
+Each attack is refused with its reason code, or dropped without an answer where answering
+would cost the victim a signature (XCH-2, XCH-3, XCH-12); either way it is counted in the
+victim's metrics, and the market keeps working for honest peers.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-import pytest
 import trio
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.peer.id import ID
@@ -33,11 +34,10 @@ from p2pnode.jobs.model import (
     seal_message,
 )
 from p2pnode.net.job_protocol import job_protocol_id, open_exchange, request
-from p2pnode.net.streams import FramedStream
 from p2pnode.node import Node
-from p2pnode.wire.framing import encode_uvarint
-from p2pnode.wire.reasons import Reason, WireError
-from tests.adversarial.attacker import attacker_against
+from p2pnode.wire.framing import encode_frame, encode_uvarint
+from p2pnode.wire.reasons import Reason
+from tests.adversarial.attacker import attacker_against, read_all
 from tests.integration.helpers import running_nodes, wait_for
 
 NET = "testnet"
@@ -53,6 +53,15 @@ def matmul_inputs(n: int = 8) -> dict[str, bytes]:
     seed = os.urandom(8)
     return {"a": tensors.encode_matrix(tensors.random_int8_matrix(n, n, seed + b"a")),
             "b": tensors.encode_matrix(tensors.random_int8_matrix(n, n, seed + b"b"))}
+
+
+async def unanswered(host: Any, peer_id: str, payload: bytes) -> bool:
+    """Send ``payload`` raw as the first bytes of a /job/1 stream; whether the other side
+    ended the stream without sending a byte."""
+    stream = await host.new_stream(ID.from_base58(peer_id), [job_protocol_id(NET)])
+    await stream.write(payload)
+    with trio.fail_after(15):
+        return await read_all(stream) == b""
 
 
 def refusal(reply: bytes) -> str:
@@ -76,26 +85,21 @@ async def test_results_and_claims_the_requester_must_refuse(tmp_path: Path) -> N
                 "proof": {}, "meta": {}, "ts": req.now_ms()})
             assert refusal(await request(atk.host, req.peer_id, NET, res)) == "not_leaseholder"
             assert rejected(req, Reason.NOT_LEASEHOLDER) == 1
-            # (b) a claim signed by someone other than the connection's peer: no answer,
-            # nothing signed for it (XCH-3)
+            # (b) a claim signed by someone other than the connection's peer: dropped
+            # unanswered, as a refusal would be a signature for a forgery (XCH-3)
             other = Identity.generate()
             claim = seal_message(other, T_CLAIM, {"net": NET, "job": job.id, "price": 0,
                                                   "ts": req.now_ms()})
-            with pytest.raises(WireError):
-                await request(atk.host, req.peer_id, NET, claim)
+            assert await unanswered(atk.host, req.peer_id, encode_frame(claim))
             assert rejected(req, Reason.SIGNER_MISMATCH) == 1
             # (c) a claim for a job the requester never had
             claim = seal_message(ident, T_CLAIM, {"net": NET, "job": OUT, "price": 0,
                                                   "ts": req.now_ms()})
             assert refusal(await request(atk.host, req.peer_id, NET, claim)) == "unknown_job"
-            # (d) garbage, and a frame longer than any job message may be
-            for payload, reason in ((b"\x1c garbage", Reason.MALFORMED),
+            # (d) garbage, and a frame longer than any job message may be: no answer
+            for payload, reason in ((encode_frame(b"\x1c garbage"), Reason.MALFORMED),
                                     (encode_uvarint(1 << 20) + b"x" * 100, Reason.TOO_LARGE)):
-                stream = await atk.host.new_stream(ID.from_base58(req.peer_id),
-                                                   [job_protocol_id(NET)])
-                await stream.write(payload if reason is Reason.TOO_LARGE
-                                   else encode_uvarint(len(payload)) + payload)
-                await FramedStream(stream, 1 << 21).close()
+                assert await unanswered(atk.host, req.peer_id, payload)
                 await wait_for(lambda r=reason: rejected(req, r) >= 1)  # type: ignore[misc]
         # the market still serves honest peers
         again = await req.market.requester.submit("matmul", matmul_inputs(), {}, Requirements(),
@@ -168,3 +172,37 @@ async def test_dht_refuses_a_job_record_whose_id_does_not_match(tmp_path: Path) 
             with trio.fail_after(5):
                 got = await victim.stack.dht.get_value(right_key)
             assert got == raw
+
+
+TEN_YEARS_MS = 3652 * 86_400_000
+
+
+def future_spec(now: int, kind: str = "wasm") -> JobSpec:
+    """A job dated ten years ahead: JOB-4 holds, so only JOB-11 stops it."""
+    created = now + TEN_YEARS_MS
+    return JobSpec(net=NET, kind=kind, inputs=(), params=(), req=Requirements(),
+                   max_price=10_000, created=created, deadline=created + 60_000, lease_s=10,
+                   redundancy=1, nonce=os.urandom(NONCE_SIZE))
+
+
+async def test_dht_refuses_a_job_record_created_years_ahead(tmp_path: Path) -> None:
+    async with running_nodes(tmp_path, 1) as (victim,), attacker_against(victim) as atk:
+        dht = KadDHT(atk.host, DHTMode.SERVER)
+        dht.register_validator(discovery.RECORD_NAMESPACE, _Permissive())
+        raw = future_spec(victim.now_ms()).seal(atk.identity)
+        key = discovery.job_record_key(SignedJob.open(raw).id)
+        async with background_trio_service(dht):
+            victim_id = ID.from_base58(victim.peer_id)
+            assert not await dht.value_store._store_at_peer(victim_id, key.encode(), raw)
+            assert rejected(victim, Reason.CLOCK_SKEW) == 1
+            assert victim.stack.dht.value_store.get(key.encode()) is None
+
+
+async def test_worker_refuses_an_offer_created_years_ahead(tmp_path: Path) -> None:
+    async with running_nodes(tmp_path, 1) as (worker,), attacker_against(worker) as atk:
+        now = worker.now_ms()
+        raw = future_spec(now, kind="matmul").seal(atk.identity)
+        offer = seal_message(atk.identity, T_OFFER, {"net": NET, "spec": raw, "ts": now})
+        assert refusal(await request(atk.host, worker.peer_id, NET, offer)) == "clock_skew"
+        assert worker.market.worker.machine.free == worker.config.jobs_concurrency
+        assert SignedJob.open(raw).id not in worker.market.worker.machine.work

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import trio
 
-from p2pnode.blobs.cid import cid_of
 from p2pnode.blobs.store import BlobStore
 from p2pnode.identity import Identity
 from p2pnode.jobs.model import MAX_FRAME
 from p2pnode.ports import Exchange, TransportError
 from p2pnode.services.memory import MemoryNetwork, MemoryTransport
+from p2pnode.wire.cid import cid_of
 from p2pnode.wire.reasons import Reason, WireError
 
 
