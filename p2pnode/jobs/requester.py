@@ -144,7 +144,9 @@ class Requester:
         out: list[Effect] = []
         if (job.state.value, len(job.history)) != before:
             out.append(Persist(job.id))
-        if job.terminal:
+        # Finished once, on the step into a terminal state: a later claim or verdict of a
+        # terminal job used to report it again (and the shell counted its end again).
+        if job.terminal and job.state.value != before[0]:
             out.append(Finished(job.id))
             self._forget(job.id)
         return out
