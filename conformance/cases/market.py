@@ -92,6 +92,14 @@ def market() -> Iterator[Case]:
         "rejections of checked outputs from distinct workers fail the job only once three "
         "agree on one output (two workers returned OUT2 and OUT1 first)",
         ("LEASE-8", "VER-3"))
+    yield _market("giving_up_ends_other_leases", [
+        claim(T0, W1), claim(T0, W2), result(T0 + 1, 1), checked(T0 + 2, 1, False, "bad_field"),
+        claim(T0 + 3, W3), result(T0 + 4, 2, W2), result(T0 + 4, 3, W3),
+        checked(T0 + 5, 2, False, "bad_field"), claim(T0 + 6, W4),
+        checked(T0 + 7, 3, False, "bad_field"), hb(T0 + 8, 4, W4)],
+        "redundancy 2: the third agreeing rejection fails the job while lease 4 is live; "
+        "lease 4 ends expired with bad_state and its heartbeat is refused", ("LEASE-8",),
+        s=job(created=T0, deadline=T0 + 600_000, lease_s=10, redundancy=2))
     budget = LEASE_BUDGET_PERIODS * 10_000
     yield _market("squatter_loses_its_lease", [
         claim(T0), *[hb(T0 + i * 3_000, 1) for i in range(1, budget // 3_000 + 2)],

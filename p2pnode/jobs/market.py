@@ -368,6 +368,13 @@ class RequesterJob:
         self.rejected += 1
         self._log(now, "rejected", f"lease {number}: {reason}")
         if self._broken():
+            # The job fails now: end its other live leases, as the deadline does (LEASE-9).
+            # A lease left verifying in a failed job got its verdict later and raised "no
+            # transition from failed on verified"; this way the verdict is "not accepted"
+            # with this reason, and an active holder's next heartbeat is refused.
+            for le in self.live_leases():
+                le.state = LeaseState.EXPIRED
+                le.reason = Reason.BAD_STATE.value
             self._step(Ev.GAVE_UP, now)
             self._log(now, "failed", "distinct workers agree on an output that fails")
         else:
