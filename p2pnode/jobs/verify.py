@@ -37,6 +37,9 @@ def check_output(spec: JobSpec, inputs: dict[str, bytes | None], output: bytes) 
 # -- fetching the output before it is judged (VER-1) ----------------------------------------
 
 FETCH_ATTEMPTS = 3
+# A retried fetch waits this long first: an outage of a second or a restarting worker is
+# not enough to reject it.
+FETCH_RETRY_MS = 2_000
 # What the worker provably did wrong: the output is judged at once, without a retry.
 WORKER_FAULTS = frozenset({Reason.HASH_MISMATCH, Reason.TOO_LARGE, Reason.BAD_FIELD,
                            Reason.UNKNOWN_FIELD})

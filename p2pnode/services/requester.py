@@ -41,7 +41,7 @@ from p2pnode.jobs.requester import (
     PutRecord,
     Requester,
 )
-from p2pnode.jobs.verify import FetchAttempts, check_output
+from p2pnode.jobs.verify import FETCH_RETRY_MS, FetchAttempts, check_output
 from p2pnode.log import event
 from p2pnode.ports import Exchange, Transport, TransportError
 from p2pnode.services.clock import LocalClock
@@ -336,6 +336,7 @@ class RequesterService:
             # Not provably the worker's fault: make sure a connection is up (dialling its
             # advertised address if none is; an open one, and the stream that will carry
             # the verdict, is never dropped) and try again.
+            await trio.sleep(FETCH_RETRY_MS / 1000)
             await self.transport.ensure_connected(peer, self.addrs_of(peer))
             event(log, "job.output.refetch", logging.DEBUG, job=c.job.hex(),
                   attempt=attempts.failures, reason=reason.value)

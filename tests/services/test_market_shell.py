@@ -475,10 +475,6 @@ async def test_a_squatting_worker_holds_a_lease_no_longer_than_its_budget(
         nursery.cancel_scope.cancel()
 
 
-
-@pytest.mark.xfail(reason="VER-1 gives no time between the fetches of an output: a worker cut "
-                          "off for half a second during the fetch is rejected (not_found)",
-                   strict=True)
 async def test_a_short_outage_during_the_output_fetch_does_not_reject_the_worker(
         world: World, autojump_clock: trio.testing.MockClock) -> None:
     async with trio.open_nursery() as nursery:
