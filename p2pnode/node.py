@@ -10,7 +10,7 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -23,6 +23,12 @@ from p2pnode.log import event
 from p2pnode.metrics import Metrics
 from p2pnode.store import NodeStore
 from p2pnode.wire.reasons import Reason
+
+if TYPE_CHECKING:
+    from p2pnode.blobs.store import BlobStore
+    from p2pnode.net.host import NetStack
+    from p2pnode.services.caps import CapsService
+    from p2pnode.services.jobs import JobsService
 
 log = logging.getLogger("p2pnode.node")
 
@@ -45,13 +51,13 @@ class Node:
         self.table = CapTable()
         self.store = NodeStore(home / STATE_DB)
         self.hardware = hardware
-        self.stack: Any = None
+        self.stack: NetStack | None = None
         self.api_addr: str | None = None
         self.metrics_addr: str | None = None
         self.started_at = clock()
-        self.caps: Any = None  # the CapsService, once running
-        self.market: Any = None  # the JobsService, once running
-        self.blobs: Any = None
+        self.caps: CapsService | None = None  # once running
+        self.market: JobsService | None = None  # once running
+        self.blobs: BlobStore | None = None
 
     @property
     def peer_id(self) -> str:
@@ -158,7 +164,7 @@ class Node:
                 self.store.close()
                 event(log, "node.stopped", peer_id=self.peer_id)
 
-    def _build_market(self, st: Any) -> Any:
+    def _build_market(self, st: NetStack) -> JobsService:
         """Wire the job market: its machines behind typed ports (spec 04)."""
         from p2pnode.blobs.store import BlobStore
         from p2pnode.jobs.executors.base import Limits
