@@ -65,6 +65,11 @@ class Transport(Protocol):
         """Dial ``peer`` at ``addrs`` unless a connection is up; never drops one."""
         ...
 
+    async def reconnect(self, peer: str, addrs: list[str]) -> bool:
+        """No stream could be opened to ``peer``: drop the connections that are dead
+        (keeping the newest when there are several) and make sure one is up."""
+        ...
+
 
 
 class TransportError(Exception):

@@ -70,6 +70,13 @@ BLOB_STREAM_LIMITS = StreamLimits(per_peer=BLOB_STREAMS_PER_PEER, total=MAX_BLOB
                                   rate=BLOB_STREAM_RATE, burst=BLOB_STREAM_BURST)
 
 
+STREAM_OPEN_TIMEOUT_S = 5.0
+
+
+class NoStream(WireError):
+    """No stream to the peer could be opened: a transport failure, not the peer's answer."""
+
+
 def blob_protocol_id(net: str) -> TProtocol:
     return TProtocol(f"/p2pnode/{net}/blob/1")
 
@@ -314,9 +321,12 @@ async def _fetch(
     try:
         with trio.fail_after(timeout):
             try:
-                stream = await host.new_stream(pid, [blob_protocol_id(net)])
-            except Exception as e:  # not connected, dial failed, protocol not supported
-                raise WireError(
+                # A connection that cannot even open a stream quickly is dead (a peer that
+                # restarted leaves one behind): say so, rather than wait out the fetch.
+                with trio.fail_after(min(timeout, STREAM_OPEN_TIMEOUT_S)):
+                    stream = await host.new_stream(pid, [blob_protocol_id(net)])
+            except (Exception, trio.TooSlowError) as e:  # not connected, dead, unsupported
+                raise NoStream(
                     Reason.NOT_FOUND, f"no blob stream to the peer: {type(e).__name__}: {e}"
                 ) from e
             await _write(stream, encode_frame(request.encode()))

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import trio
 from libp2p.exceptions import BaseLibp2pError
+from libp2p.peer.id import ID
 
 from p2pnode.blobs.store import BlobStore
 from p2pnode.net import dht as dhtx
-from p2pnode.net.blob_protocol import fetch_blob_to_store
+from p2pnode.net.blob_protocol import NoStream, fetch_blob_to_store
 from p2pnode.net.host import NetStack
 from p2pnode.net.job_protocol import job_protocol_id, make_job_handler, open_exchange
 from p2pnode.net.peering import dial
 from p2pnode.net.streams import FramedStream
-from p2pnode.ports import JobHandler
+from p2pnode.ports import JobHandler, TransportError
 from p2pnode.wire.reasons import Reason
 
 CONNECT_TIMEOUT_S = 5.0
+log = logging.getLogger("p2pnode.net")
 
 
 class Libp2pTransport:
@@ -36,8 +39,11 @@ class Libp2pTransport:
 
     async def fetch_blob(self, peer: str, cid: bytes, store: BlobStore, *, max_size: int,
                          timeout: float) -> None:
-        await fetch_blob_to_store(self.stack.host, peer, cid, store, net=self.net,
-                                  max_size=max_size, timeout=timeout)
+        try:
+            await fetch_blob_to_store(self.stack.host, peer, cid, store, net=self.net,
+                                      max_size=max_size, timeout=timeout)
+        except NoStream as e:
+            raise TransportError(str(e)) from e
 
     async def dht_put(self, key: str, value: bytes, timeout: float) -> bool:
         return await dhtx.put_value(self.stack.dht, key, value, timeout)
@@ -64,6 +70,29 @@ class Libp2pTransport:
 
     def connected(self, peer: str) -> bool:
         return peer in self.stack.connected_peers()
+
+    async def reconnect(self, peer: str, addrs: list[str]) -> bool:
+        """A stream could not be opened to ``peer``: close its older connections, which a
+        restarted peer leaves behind dead (py-libp2p keeps opening streams on them), and
+        keep the newest, which the peer's current process made; with only one, dial
+        afresh before dropping it."""
+        network = self.stack.host.get_network()
+        conns = network.get_connections(ID.from_base58(peer))
+        for conn in conns[:-1]:
+            with trio.move_on_after(CONNECT_TIMEOUT_S):
+                try:
+                    await conn.close()
+                except (BaseLibp2pError, OSError) as e:
+                    log.debug("closing a connection to %s: %s", peer, e)
+        if len(conns) > 1:
+            return True
+        if conns:
+            with trio.move_on_after(CONNECT_TIMEOUT_S):
+                try:
+                    await conns[0].close()
+                except (BaseLibp2pError, OSError) as e:
+                    log.debug("closing a connection to %s: %s", peer, e)
+        return await self.ensure_connected(peer, addrs)
 
     async def ensure_connected(self, peer: str, addrs: list[str]) -> bool:
         if self.connected(peer):

@@ -459,6 +459,10 @@ class MemoryTransport:
         await trio.lowlevel.checkpoint()
         return self.connected(peer)
 
+    async def reconnect(self, peer: str, addrs: list[str]) -> bool:
+        # Memory links do not go stale: there is no dead connection to drop.
+        return await self.ensure_connected(peer, addrs)
+
 
 if TYPE_CHECKING:  # both implement the ports, checked by mypy
     def _ports(t: MemoryTransport, e: MemoryExchange) -> tuple[Transport, Exchange]:

@@ -326,8 +326,13 @@ class RequesterService:
                 break
             except WireError as e:
                 what, reason = attempts.on_failure(e.reason)
-            except (trio.TooSlowError, TransportError):
+                no_stream = False
+            except trio.TooSlowError:
                 what, reason = attempts.on_failure(Reason.TRUNCATED)
+                no_stream = False
+            except TransportError:
+                what, reason = attempts.on_failure(Reason.NOT_FOUND)
+                no_stream = True
             if what == "reject":
                 return False, reason.value, False
             if what == "wait":
@@ -337,7 +342,10 @@ class RequesterService:
             # advertised address if none is; an open one, and the stream that will carry
             # the verdict, is never dropped) and try again.
             await trio.sleep(FETCH_RETRY_MS / 1000)
-            await self.transport.ensure_connected(peer, self.addrs_of(peer))
+            if no_stream:  # a dead connection: the one the verdict goes on is newer
+                await self.transport.reconnect(peer, self.addrs_of(peer))
+            else:
+                await self.transport.ensure_connected(peer, self.addrs_of(peer))
             event(log, "job.output.refetch", logging.DEBUG, job=c.job.hex(),
                   attempt=attempts.failures, reason=reason.value)
         job = self.jobs[c.job]
