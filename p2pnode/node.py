@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from p2pnode import __version__
 from p2pnode.caps.probe import Hardware, probe
 from p2pnode.caps.table import CapTable
 from p2pnode.config import STATE_DB, Config
@@ -76,57 +75,28 @@ class Node:
         now = self.now_ms()
         return sum(1 for e in self.table.live(now) if e.peer_id != self.peer_id)
 
-    # -- views for the admin API ----------------------------------------------------------
+    # -- views for the admin API (p2pnode/api/views.py) --------------------------------
 
     def status(self) -> dict[str, Any]:
-        peers = self.stack.connected_peers() if self.stack else []
-        return {
-            "peer_id": self.peer_id,
-            "network": self.config.network,
-            "version": __version__,
-            "addrs": self.stack.listen_addrs() if self.stack else [],
-            "peers": len(peers),
-            "caps_known": self.caps_known(),
-            "caps_seq": self.store.counter("caps_seq"),
-            "uptime_s": round(self.clock() - self.started_at, 3),
-            "metrics": self.metrics_addr,
-            "gpus": len(self.hardware.gpus) if self.hardware else 0,
-            "counters": self.metrics.snapshot(),
-            "jobs": self._job_counts(),
-        }
+        from p2pnode.api.views import node_status
 
-    def _job_counts(self) -> dict[str, Any]:
-        if self.market is None:
-            return {}
-        counts: dict[str, int] = {}
-        for j in self.market.jobs.values():
-            counts[j.state.value] = counts.get(j.state.value, 0) + 1
-        return {"requested": counts, "working": self.market.worker.machine.active,
-                "slots": self.config.jobs_concurrency}
+        return node_status(self)
+
+    def peers(self) -> list[dict[str, Any]]:
+        from p2pnode.api.views import peer_rows
+
+        return peer_rows(self)
+
+    def caps_rows(self) -> list[dict[str, Any]]:
+        from p2pnode.api.views import caps_rows
+
+        return caps_rows(self.table, self.peer_id, self.now_ms())
 
     @property
     def extra_api_handlers(self) -> dict[str, Any]:
         from p2pnode.api.jobs import job_handlers
 
         return job_handlers(self)
-
-    def peers(self) -> list[dict[str, Any]]:
-        if self.caps is None:
-            return []
-        return sorted(({"peer_id": p, "addrs": addrs, "has_ad": p in self.table}
-                       for p, addrs in self.caps.gossip.peer_addrs().items()),
-                      key=lambda p: str(p["peer_id"]))
-
-    def caps_rows(self) -> list[dict[str, Any]]:
-        now = self.now_ms()
-        rows = []
-        for e in sorted(self.table.live(now), key=lambda e: e.peer_id):
-            body = e.ad.to_body()
-            body.pop("net")
-            rows.append({"peer_id": e.peer_id, "self": e.peer_id == self.peer_id,
-                         "expires_in_s": round((e.ad.expires_at_ms() - now) / 1000, 1),
-                         **body})
-        return rows
 
     # -- wiring ---------------------------------------------------------------------------
 

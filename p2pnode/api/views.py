@@ -1,10 +1,12 @@
-"""What the admin API shows of jobs: plain dicts built from the requester's machine."""
+"""What the admin API shows: plain dicts built from the node's services and machines."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from p2pnode import __version__
 from p2pnode.blobs.store import BlobStore
+from p2pnode.caps.table import CapTable
 from p2pnode.identity import peer_id_str
 from p2pnode.jobs.market import LeaseState, RequesterJob
 
@@ -50,3 +52,50 @@ def find_job(jobs: dict[bytes, RequesterJob], prefix: str) -> RequesterJob:
     if len(hits) > 1:
         raise KeyError(f"job id prefix {prefix} is ambiguous")
     return hits[0]
+
+
+def node_status(node: Any) -> dict[str, Any]:
+    """``p2pnode status``: identity, peers and counters of a running node."""
+    peers = node.stack.connected_peers() if node.stack else []
+    market = node.market
+    jobs: dict[str, Any] = {}
+    if market is not None:
+        counts: dict[str, int] = {}
+        for j in market.jobs.values():
+            counts[j.state.value] = counts.get(j.state.value, 0) + 1
+        jobs = {"requested": counts, "working": market.worker.machine.active,
+                "slots": node.config.jobs_concurrency}
+    return {
+        "peer_id": node.peer_id,
+        "network": node.config.network,
+        "version": __version__,
+        "addrs": node.stack.listen_addrs() if node.stack else [],
+        "peers": len(peers),
+        "caps_known": node.caps_known(),
+        "caps_seq": node.store.counter("caps_seq"),
+        "uptime_s": round(node.clock() - node.started_at, 3),
+        "metrics": node.metrics_addr,
+        "gpus": len(node.hardware.gpus) if node.hardware else 0,
+        "counters": node.metrics.snapshot(),
+        "jobs": jobs,
+    }
+
+
+def peer_rows(node: Any) -> list[dict[str, Any]]:
+    """``p2pnode peers``: connected peers, their addresses, whether we hold their ad."""
+    if node.caps is None:
+        return []
+    return sorted(({"peer_id": p, "addrs": addrs, "has_ad": p in node.table}
+                   for p, addrs in node.caps.gossip.peer_addrs().items()),
+                  key=lambda p: str(p["peer_id"]))
+
+
+def caps_rows(table: CapTable, self_id: str, now: int) -> list[dict[str, Any]]:
+    """``p2pnode caps``: the live capability table."""
+    rows = []
+    for e in sorted(table.live(now), key=lambda e: e.peer_id):
+        body = e.ad.to_body()
+        body.pop("net")
+        rows.append({"peer_id": e.peer_id, "self": e.peer_id == self_id,
+                     "expires_in_s": round((e.ad.expires_at_ms() - now) / 1000, 1), **body})
+    return rows
