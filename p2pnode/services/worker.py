@@ -51,7 +51,7 @@ from p2pnode.jobs.worker import (
 )
 from p2pnode.ports import Exchange, Transport, TransportError
 from p2pnode.services.clock import LocalClock
-from p2pnode.services.execution import ExecutionSlots, execute
+from p2pnode.services.execution import ChildPool, ExecutionSlots, execute
 from p2pnode.store import NodeStore
 from p2pnode.wire.reasons import Reason, WireError
 
@@ -99,16 +99,21 @@ class WorkerService:
         # The bound on executions that are really running: a slot frees only once its
         # child process is gone (EXE-9).
         self._slots = ExecutionSlots(max(1, machine.concurrency))
+        self._children = ChildPool(keep=max(1, machine.concurrency))
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            await self._resume()
-            nursery.start_soon(self._timer_loop)
-            nursery.start_soon(self._discovery_loop)
-            task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await self._resume()
+                nursery.start_soon(self._timer_loop)
+                nursery.start_soon(self._discovery_loop)
+                task_status.started()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._children.aclose()
 
     async def _resume(self) -> None:
         shift = self.clock.now_ms() - self.clock.wall_ms()
@@ -306,7 +311,7 @@ class WorkerService:
             try:
                 inputs = await trio.to_thread.run_sync(self._load_inputs, sj)
                 res = await execute(sj.spec.kind, inputs, dict(sj.spec.params), limits,
-                                    device=self.s.device)
+                                    device=self.s.device, pool=self._children)
                 size = len(res.output)
                 output = await trio.to_thread.run_sync(self.blobs.put, res.output)
                 meta = {k: v for k, v in res.meta.items()

@@ -297,3 +297,59 @@ async def test_slots_bound_running_children_under_cancellation() -> None:
             nursery.cancel_scope.cancel()
     assert never not in started and slots.in_use == 0
     assert not any(_exists(pid) for pid in started.values())
+
+
+# --- kept children ---------------------------------------------------------------------------
+
+SUM = {"module": example_module("sum"), "input": b""}
+
+
+async def test_a_clean_child_is_kept_and_reused() -> None:
+    pool = execution.ChildPool(keep=1)
+    pids: list[int] = []
+    try:
+        for _ in range(3):
+            out = await execute("wasm", SUM, {}, Limits(), on_start=pids.append, pool=pool)
+            assert out.output == bytes(8)
+        # An executor's refusal is a clean end too: the child is kept.
+        await _expect(Reason.BAD_FIELD, "wasm", {"module": b"\0asm\1\0\0\0\xff", "input": b""},
+                      {}, Limits(), on_start=pids.append, pool=pool)
+        assert len(set(pids)) == 1 and pool.idle == 1 and _exists(pids[0])
+    finally:
+        await pool.aclose()
+    assert not _exists(pids[0]) and pool.idle == 0
+
+
+async def test_a_kept_child_is_killed_when_its_execution_must_stop() -> None:
+    pool = execution.ChildPool(keep=1)
+    pids: list[int] = []
+    try:
+        await execute("wasm", SUM, {}, Limits(), on_start=pids.append, pool=pool)
+        with trio.fail_after(GUARD_S):
+            await _expect(Reason.LIMIT_EXCEEDED, "wasm", SPIN, {},
+                          Limits(wall_time_s=0.5, wasm_fuel=10**15), on_start=pids.append,
+                          pool=pool)
+        assert pids[0] == pids[1] and not _exists(pids[1]) and pool.idle == 0
+        with trio.fail_after(GUARD_S):
+            async with trio.open_nursery() as nursery:
+                async def job() -> None:
+                    await execute("wasm", SPIN, {}, FOREVER, on_start=pids.append, pool=pool)
+
+                nursery.start_soon(job)
+                await _until(lambda: len(pids) == 3)
+                nursery.cancel_scope.cancel()
+        assert pids[2] != pids[1] and not _exists(pids[2]) and pool.idle == 0
+    finally:
+        await pool.aclose()
+
+
+async def test_a_kept_child_is_retired_after_max_uses() -> None:
+    pool = execution.ChildPool(keep=1, max_uses=2)
+    pids: list[int] = []
+    try:
+        for _ in range(4):
+            await execute("wasm", SUM, {}, Limits(), on_start=pids.append, pool=pool)
+        assert pids[0] == pids[1] != pids[2] == pids[3]
+        assert not _exists(pids[0])
+    finally:
+        await pool.aclose()

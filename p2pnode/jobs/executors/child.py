@@ -1,7 +1,9 @@
-"""One execution in a child process, and the frames that carry it (spec 04 EXE-9).
+"""Executions in a child process, and the frames that carry them (spec 04 EXE-9).
 
-The node starts ``python -m p2pnode.jobs.executors.child`` for each execution, so that
-stopping an execution is killing a process (:mod:`p2pnode.services.execution`). Both
+The node runs executions in ``python -m p2pnode.jobs.executors.child`` processes, so that
+stopping an execution is killing a process (:mod:`p2pnode.services.execution`). A child
+answers one request after another; the node reuses it while its executions end with a
+response, and kills it whenever one must stop. Both
 directions use the same frame: a 4-byte big-endian length, a header in the deterministic
 CBOR profile (spec 01 §2), then raw byte strings whose lengths the header gives, so that
 no blob is ever copied into a CBOR item.
@@ -12,17 +14,18 @@ Request, on the child's stdin::
      "inputs": [* [name: tstr, length: uint]]}   then the inputs' bytes, in that order
 
 ``limits`` holds the fields of :class:`Limits`; a float field is written as
-``float.hex()`` text, as the profile has no floats. After the request the node keeps stdin
-open and writes nothing more: end of file means the node is gone, and the child exits at
-once.
+``float.hex()`` text, as the profile has no floats. While a request runs the node writes
+nothing more and keeps stdin open: its end of file then means the node is gone, and the
+child exits at once (``EXIT_ORPHANED``). Between requests, end of file ends the child with
+status 0.
 
-Response, on the child's stdout, then exit status 0::
+Response, on the child's stdout::
 
     {"status": "ok", "meta": {* tstr => int / tstr}, "output": length}   then the output
     {"status": "error", "reason": tstr, "detail": tstr}                  an ExecError
     {"status": "refused", "detail": tstr}                                an unusable kind or device
 
-Anything else (another exit status, no response) is a child that died. The child writes
+Anything else (an exit, no response) is a child that died. The child writes
 nothing else to stdout: fd 1 is pointed at stderr before any executor code runs, so a
 library that prints cannot corrupt the response.
 
@@ -34,8 +37,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import select
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any, BinaryIO, Final
@@ -164,6 +169,23 @@ def decode_response(frame: bytes | bytearray) -> ExecResult | ExecError | ValueE
     raise FrameError(f"status {status!r}")
 
 
+def response_length(buf: bytes | bytearray) -> int | None:
+    """The length of the response that starts ``buf``, once its header has arrived (None
+    before); :class:`FrameError` if the start is not a response header."""
+    if len(buf) < LENGTH_BYTES:
+        return None
+    size = int.from_bytes(buf[:LENGTH_BYTES], "big")
+    if size > MAX_HEADER_BYTES:
+        raise FrameError(f"a header of {size} bytes")
+    if len(buf) < LENGTH_BYTES + size:
+        return None
+    header, _ = _split(bytes(buf[:LENGTH_BYTES + size]))
+    output = header.get("output", 0) if header.get("status") == "ok" else 0
+    if not isinstance(output, int) or output < 0:
+        raise FrameError("malformed ok response")
+    return LENGTH_BYTES + size + output
+
+
 # -- the child side ---------------------------------------------------------------------------
 
 
@@ -196,11 +218,22 @@ def read_request(stream: BinaryIO) -> tuple[str, str, dict[str, bytes], Any, Lim
     return kind, device, inputs, header.get("params"), limits_from_wire(header.get("limits"))
 
 
+_RUNNING = threading.Event()
+
+
 def _exit_when_orphaned(fd: int) -> None:
-    # The node writes nothing after the request: end of file (or anything at all) means it
-    # closed the pipe or died, and nobody wants this execution any more.
-    os.read(fd, 1)
-    os._exit(EXIT_ORPHANED)
+    # While a request runs the node writes nothing: a hang-up of stdin then means it closed
+    # the pipe or died, and nobody wants this execution any more. The next request's bytes
+    # (POLLIN without a hang-up) are left for the main thread to read.
+    poller = select.poll()
+    poller.register(fd, select.POLLHUP | select.POLLERR)
+    while True:
+        events = poller.poll()
+        if _RUNNING.is_set() and any(ev & (select.POLLHUP | select.POLLERR)
+                                     for _, ev in events):
+            os._exit(EXIT_ORPHANED)
+        # Between requests the main thread sees the end of file itself and ends the child.
+        time.sleep(0.05)
 
 
 def run(kind: str, device: str, inputs: Mapping[str, bytes], params: Any,
@@ -225,24 +258,34 @@ def _write(out: BinaryIO, pieces: Iterable[bytes | memoryview]) -> None:
     out.flush()
 
 
+def _at_boundary(stream: BinaryIO) -> bool:
+    """True if the node closed stdin between two requests."""
+    return stream.peek(1)[:1] == b"" if hasattr(stream, "peek") else False
+
+
 def main() -> None:
-    """Read one request from stdin, run it, write the response, exit."""
+    """Answer requests from stdin, one after another, until it is closed."""
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     stdin = sys.stdin.buffer
-    try:
-        kind, device, inputs, params, limits = read_request(stdin)
-    except (FrameError, ValueError) as e:
-        print(f"bad request: {e}", file=sys.stderr)
-        sys.stderr.flush()
-        os._exit(EXIT_BAD_REQUEST)
     threading.Thread(target=_exit_when_orphaned, args=(stdin.fileno(),), daemon=True).start()
     status = 0
-    try:
-        _write(out, encode_response(run(kind, device, inputs, params, limits)))
-    except BaseException:  # a bug or MemoryError: the node sees a child that died
-        traceback.print_exc()
-        status = 1
+    while not _at_boundary(stdin):
+        try:
+            kind, device, inputs, params, limits = read_request(stdin)
+        except (FrameError, ValueError) as e:
+            print(f"bad request: {e}", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(EXIT_BAD_REQUEST)
+        _RUNNING.set()
+        try:
+            _write(out, encode_response(run(kind, device, inputs, params, limits)))
+        except BaseException:  # a bug or MemoryError: the node sees a child that died
+            traceback.print_exc()
+            status = 1
+            break
+        finally:
+            _RUNNING.clear()
     sys.stderr.flush()
     # Nothing to tear down: skip the interpreter's shutdown, and the waiting thread with it.
     os._exit(status)
