@@ -84,7 +84,8 @@ class FakeExecute:
 
     async def __call__(self, kind: str, inputs: Mapping[str, bytes], params: Mapping[str, Any],
                        limits: Limits, *, device: str = "auto",
-                       on_start: Callable[[int], object] | None = None) -> ExecResult:
+                       on_start: Callable[[int], object] | None = None,
+                       pool: object = None) -> ExecResult:
         self.calls += 1
         if self.squat > 0:
             self.squat -= 1
