@@ -98,6 +98,10 @@ class Node:
 
         return job_handlers(self)
 
+    def _table_changed(self) -> None:
+        if self.market is not None:
+            self.market.requester.wake()
+
     # -- wiring ---------------------------------------------------------------------------
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -116,7 +120,7 @@ class Node:
                 config=self.config, identity=self.identity, store=self.store,
                 metrics=self.metrics, table=self.table, clock=self.clock,
                 hardware=self.hardware, gossip=Libp2pGossip(st), topic=self.topic,
-                rng=random.Random())
+                rng=random.Random(), on_change=self._table_changed)
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self.caps.run)

@@ -83,7 +83,8 @@ def market() -> Iterator[Case]:
         "an oversized result, a hash mismatch and a verification that runs out of time "
         "each reject their lease and exclude the worker, but none counts toward the job: "
         "the fourth worker completes it; leases and verdicts carry the lease's number, "
-        "expiry, price, acceptance and reason", ("LEASE-8", "LEASE-12", "VER-1", "XCH-7"))
+        "expiry, price, acceptance and reason; every decision follows from the events "
+        "before it, in order", ("LEASE-8", "LEASE-12", "VER-1", "XCH-6", "XCH-7"))
     yield _market("agreeing_failures_give_up", [
         claim(T0, W1), result(T0 + 1, 1), checked(T0 + 2, 1, False, "bad_field"),
         claim(T0 + 3, W2), result(T0 + 4, 2, W2, OUT2), checked(T0 + 5, 2, False, "bad_field"),

@@ -28,8 +28,6 @@ from p2pnode.wire.reasons import Reason
 # a "busy", when to offer that worker any job again.
 OFFER_BACKOFF_MS = 5_000
 OFFER_BUSY_BACKOFF_MS = 750
-# While jobs need workers, the table is looked at again this often for new candidates.
-OFFER_RECHECK_MS = 1_000
 # DHT-7: a job that a direct offer leased within this time is not put in the DHT.
 DHT_PUBLISH_DELAY_MS = 2_000
 
@@ -299,7 +297,10 @@ class Requester:
             if j.id not in self._published:
                 times.append(self._submitted.get(j.id, now) + DHT_PUBLISH_DELAY_MS)
         if needy and self.offers_enabled:
-            times.append(now + OFFER_RECHECK_MS)
+            # A backoff that ends makes a worker a candidate again; a new or changed
+            # capability ad is an event of its own (the shell wakes the machine for it).
+            times += [t for t in (*self._offered.values(), *self._busy_until.values())
+                      if t > now]
         if needy:
             bucket_end = (discovery.bucket_of(wall_ms) + 1) * discovery.BUCKET_MS
             times.append(now + bucket_end - wall_ms)

@@ -51,7 +51,7 @@ class CapsService:
     def __init__(self, *, config: Config, identity: Identity, store: NodeStore,
                  metrics: Metrics, table: CapTable, clock: Callable[[], float],
                  hardware: Hardware, gossip: Gossip, topic: str,
-                 rng: random.Random) -> None:
+                 rng: random.Random, on_change: Callable[[], None] = lambda: None) -> None:
         self.config = config
         self.identity = identity
         self.store = store
@@ -62,6 +62,7 @@ class CapsService:
         self.gossip = gossip
         self.topic = topic
         self.rng = rng
+        self.on_change = on_change  # the table changed: new candidates for offers
         self.ads_limiter = PeerRateLimiter(rate=ADS_RATE_PER_S, burst=ADS_BURST)
         self.fwd_limiter = PeerRateLimiter(rate=FWD_RATE_PER_S, burst=FWD_BURST)
         self._last_publish = 0.0
@@ -69,6 +70,7 @@ class CapsService:
         self._known_topic_peers: dict[str, int] = {}
         self._dialing: set[str] = set()
         self._saved_addrs: dict[str, list[str]] = {}
+        self._to_save: list[tuple[str, list[str], int]] = []  # written off the event loop
 
     @property
     def peer_id(self) -> str:
@@ -150,8 +152,9 @@ class CapsService:
             if (validated.peer_id != self.peer_id and addrs
                     and self._saved_addrs.get(validated.peer_id) != addrs):
                 # Remember where peers are, so a restarted node finds them again.
-                self.store.save_peer(validated.peer_id, addrs, self.now_ms())
+                self._to_save.append((validated.peer_id, addrs, self.now_ms()))
                 self._saved_addrs[validated.peer_id] = addrs
+            self.on_change()
             self.metrics.ads_accepted.inc()
             self.metrics.table_size.set(len(self.table))
             event(log, "caps.ad.accepted", logging.DEBUG, peer=validated.peer_id,
@@ -179,6 +182,8 @@ class CapsService:
         while True:
             source, data = await sub.get()
             self.deliver(source, data)
+            while self._to_save:
+                await trio.to_thread.run_sync(self.store.save_peer, *self._to_save.pop(0))
 
     async def publish(self) -> None:
         ad = await trio.to_thread.run_sync(self.make_ad)  # its seq is an fsync'd write
