@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from libp2p.network.stream.exceptions import StreamEOF, StreamError
+from libp2p.exceptions import BaseLibp2pError
 
 from p2pnode.wire.framing import FrameDecoder, encode_frame
 from p2pnode.wire.reasons import Reason, WireError
@@ -23,7 +23,9 @@ class FramedStream:
     async def send(self, payload: bytes) -> None:
         try:
             await self.stream.write(encode_frame(payload))
-        except (StreamEOF, StreamError) as e:
+        except (BaseLibp2pError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
+            # py-libp2p raises its own errors for a reset, closed or broken stream: one
+            # reason for them all, so that no libp2p type leaves p2pnode/net.
             raise WireError(Reason.TRUNCATED, "stream closed while sending") from e
 
     async def receive(self, timeout: float) -> bytes:
@@ -36,7 +38,8 @@ class FramedStream:
                     return frame
                 try:
                     chunk = await self.stream.read(READ_CHUNK)
-                except (StreamEOF, StreamError) as e:
+                except (BaseLibp2pError, trio.BrokenResourceError,
+                        trio.ClosedResourceError) as e:
                     # py-libp2p signals the end of a stream by raising, not by b"".
                     raise WireError(Reason.TRUNCATED, "stream ended mid-frame") from e
                 if not chunk:

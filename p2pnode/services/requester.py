@@ -333,6 +333,11 @@ class RequesterService:
             except TransportError:
                 what, reason = attempts.on_failure(Reason.NOT_FOUND)
                 no_stream = True
+            except OSError as e:  # our own disk: nothing the worker did; try again
+                event(log, "job.output.store_error", logging.WARNING, job=c.job.hex(),
+                      error=str(e))
+                await trio.sleep(BUSY_RETRY_S)
+                continue
             if what == "reject":
                 return False, reason.value, False
             if what == "wait":

@@ -318,6 +318,8 @@ class WorkerService:
                         if isinstance(v, int) or (isinstance(v, str) and len(v) <= 64)}
             except ExecError as err:
                 reason = f"{err.reason.value}: {err.detail}"
+            except ValueError as err:  # this node cannot run it (no GPU any more, say)
+                reason = f"{Reason.LIMIT_EXCEEDED.value}: {err}"
         self._scopes.pop(e.job, None)
         await self._apply(self.machine.on_executed(e.job, output, size, meta, reason,
                                                    self.clock.now_ms()))
