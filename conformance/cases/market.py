@@ -93,6 +93,13 @@ def market() -> Iterator[Case]:
         "rejections of checked outputs from distinct workers fail the job only once three "
         "agree on one output (two workers returned OUT2 and OUT1 first)",
         ("LEASE-8", "VER-3"))
+    yield _market("a_silent_expiry_is_forgiven_once", [
+        claim(T0), tick(T0 + 10_001), claim(T0 + 10_002), tick(T0 + 20_003),
+        claim(T0 + 20_004), claim(T0 + 20_005, W2), hb(T0 + 20_006, 3, W2),
+        tick(T0 + 30_007), claim(T0 + 30_008, W2)],
+        "a lease that expired without a heartbeat may never have reached its worker: the "
+        "worker may claim once more; after a second silent expiry, or an expiry after a "
+        "heartbeat, it is excluded", ("LEASE-10", "LEASE-3"))
     yield _market("giving_up_ends_other_leases", [
         claim(T0, W1), claim(T0, W2), result(T0 + 1, 1), checked(T0 + 2, 1, False, "bad_field"),
         claim(T0 + 3, W3), result(T0 + 4, 2, W2), result(T0 + 4, 3, W3),

@@ -69,6 +69,8 @@ TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED})
 # the check make the job fail early: honest workers agree byte for byte (EXE-7), so their
 # common output failing says the job is broken; a cheater only excludes itself.
 MAX_REJECTED_RESULTS = 3
+# LEASE-10: leases a worker may lose without ever heartbeating and not be excluded.
+UNCONFIRMED_FORGIVEN = 1
 # LEASE-11: heartbeats renew a lease up to this many lease periods after it was granted.
 LEASE_BUDGET_PERIODS = 4
 # LEASE-12: the requester judges a result within this time of its arrival.
@@ -237,12 +239,6 @@ class RequesterJob:
         return max(0, self.spec.redundancy - len(self.accepted_leases())
                    - len(self.live_leases()))
 
-    def _lease_of(self, worker: bytes) -> Lease | None:
-        for le in self.leases.values():
-            if le.worker == worker:
-                return le
-        return None
-
     def _lease_end(self, now: int, budget_end: int) -> int:
         return min(now + self.spec.lease_s * 1000, budget_end, self.deadline)
 
@@ -269,11 +265,13 @@ class RequesterJob:
             return Refuse(Reason.DEADLINE_PASSED)
         if price > self.spec.max_price:
             return Refuse(Reason.BAD_FIELD, f"price {price} > max_price {self.spec.max_price}")
-        held = self._lease_of(worker)
-        if held is not None:
-            if held.state in (LeaseState.ACTIVE, LeaseState.VERIFYING):
-                return Grant(held)  # a duplicate claim is idempotent
-            return Refuse(Reason.BAD_STATE, f"this worker's lease is {held.state.value}")
+        held = [le for le in self.leases.values() if le.worker == worker]
+        for le in held:
+            if le.state in (LeaseState.ACTIVE, LeaseState.VERIFYING):
+                return Grant(le)  # a duplicate claim is idempotent
+        if held and (worker in self.excluded_workers()
+                     or any(le.state is LeaseState.ACCEPTED for le in held)):
+            return Refuse(Reason.BAD_STATE, f"this worker's lease is {held[-1].state.value}")
         if not qualified:
             return Refuse(Reason.REQUIREMENTS_UNMET, "no live capability ad that meets the job")
         if self.needs_workers() == 0:
@@ -430,9 +428,19 @@ class RequesterJob:
         return again
 
     def excluded_workers(self) -> set[bytes]:
-        """Workers that already failed this job (expired or rejected): offer it elsewhere."""
-        return {le.worker for le in self.leases.values()
-                if le.state in (LeaseState.EXPIRED, LeaseState.REJECTED)}
+        """Workers that failed this job (LEASE-10): a rejected result, a lease that expired
+        after a heartbeat, or more than ``UNCONFIRMED_FORGIVEN`` leases that expired with
+        none (the lease may never have reached the worker: a requester that crashed while
+        sending it, a lost connection)."""
+        out: set[bytes] = set()
+        silent: dict[bytes, int] = {}
+        for le in self.leases.values():
+            if le.state is LeaseState.REJECTED or (le.state is LeaseState.EXPIRED
+                                                   and le.heartbeats):
+                out.add(le.worker)
+            elif le.state is LeaseState.EXPIRED:
+                silent[le.worker] = silent.get(le.worker, 0) + 1
+        return out | {w for w, n in silent.items() if n > UNCONFIRMED_FORGIVEN}
 
     # -- persistence --------------------------------------------------------------------------
 

@@ -90,10 +90,11 @@ def test_offers_skip_leaseholders_and_the_excluded() -> None:
     m, j = machine(redundancy=2)
     table = [Candidate(peer_id_str(w), w, FIT) for w in (W1, W2)]
     m.on_claim(j, W1, 10, T0, FIT)
+    m.on_heartbeat(j, W1, 1, 0, T0)
     offers = m.offers(table, T0)
     assert offers == [Offer(j, peer_id_str(W2))]
     assert m.offers(table, T0) == []  # one in flight per job
     m.on_offer_done(j, peer_id_str(W2), T0 + 1)
     assert m.offers(table, T0 + 2) == []  # W2 backs off, W1 holds a lease
-    m.on_timer(T0 + 10_001, T0 + 10_001)  # W1's lease expires: excluded for good
+    m.on_timer(T0 + 10_001, T0 + 10_001)  # W1's heartbeated lease expires: excluded
     assert m.candidates(m.jobs[j], table, T0 + 10_001) == [peer_id_str(W2)]
