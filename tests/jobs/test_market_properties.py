@@ -46,6 +46,7 @@ from hypothesis import strategies as st
 from p2pnode.jobs.market import (
     LEASE_BUDGET_PERIODS,
     MAX_REJECTED_RESULTS,
+    UNCONFIRMED_FORGIVEN,
     VERIFY_TIMEOUT_MS,
     Await,
     Decided,
@@ -268,8 +269,16 @@ def check_leases(job: RequesterJob, seen: Seen) -> None:
     assert len(live) <= r
     assert len(live) + len(accepted) <= r
     assert job.needs_workers() == (0 if job.terminal else r - len(live) - len(accepted))
-    # one lease per worker and job: a second claim is idempotent or refused (LEASE-3)
-    assert len({le.worker for le in job.leases.values()}) == len(job.leases)
+    # per worker and job: at most one live lease (a second claim is idempotent, LEASE-3),
+    # and an earlier lease only if each of them expired unheard and was forgiven (LEASE-10)
+    by_worker: dict[bytes, list[Lease]] = {}
+    for le in sorted(job.leases.values(), key=lambda x: x.number):
+        by_worker.setdefault(le.worker, []).append(le)
+    for held in by_worker.values():
+        assert sum(le in live for le in held) <= 1
+        earlier = held[:-1]
+        assert len(earlier) <= UNCONFIRMED_FORGIVEN
+        assert all(le.state is LeaseState.EXPIRED and not le.heartbeats for le in earlier)
     assert sorted(job.leases) == list(range(1, len(job.leases) + 1))  # LEASE-1
     for n, le in job.leases.items():
         # 3. a lease's times: fixed at the grant, and no expiry past the budget end, which
