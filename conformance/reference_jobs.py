@@ -196,7 +196,7 @@ def worker(f: Files, p: Params) -> Outcome:
     for held in p.get("active", []):
         w.work[bytes.fromhex(held)] = Work(job=sj, state=WorkState.RUNNING)
     price, why = w.take(sj, p["now_ms"], sj.spec.deadline,
-                        lambda: not created_in_future(sj.spec, p["now_ms"]))
+                        created_in_future(sj.spec, p["now_ms"]))
     if why is not None:
         return Outcome("reject" if why in _WORKER_REJECTS else "ignore", why.value)
     return Outcome("valid", outputs={"claim.json": {"job": sj.id.hex(), "price": price}})

@@ -238,7 +238,7 @@ def dispatch(f: Files, p: Params) -> Outcome:
     r = route(f["first.cbor"], bytes.fromhex(p["remote"]), net=p["net"])
     if isinstance(r, Drop):
         return Outcome("reject", r.reason.value)
-    return Outcome("valid", outputs={"route.json": {"side": r.received.msg.T and r.side,
+    return Outcome("valid", outputs={"route.json": {"side": r.side,
                                                     "t": r.received.msg.T}})
 
 

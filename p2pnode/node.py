@@ -143,7 +143,6 @@ class Node:
         from p2pnode.blobs.store import BlobStore
         from p2pnode.jobs.executors.base import Limits
         from p2pnode.jobs.matching import Capacity
-        from p2pnode.jobs.model import created_in_future
         from p2pnode.jobs.requester import Candidate
         from p2pnode.jobs.worker import Worker
         from p2pnode.net.blob_protocol import register_blob_protocol
@@ -215,7 +214,6 @@ class Node:
             settings=WorkerSettings(net=net, device=cfg.jobs_device,
                                     discovery_interval_s=cfg.jobs_discovery_interval_s,
                                     limits=limits),
-            count=metrics.count, on_reject=reject,
-            created_ok=lambda sj, wall: not created_in_future(sj.spec, wall))
+            count=metrics.count, on_reject=reject)
         return JobsService(net=net, transport=transport, requester=requester, worker=worker,
                            metrics=metrics, on_reject=reject)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from p2pnode.jobs import discovery
 from p2pnode.jobs.market import Await, Decided, Decision, Grant, Lease, Refuse, RequesterJob
 from p2pnode.jobs.matching import Capacity, unmet
-from p2pnode.jobs.model import MAX_LIST_JOBS, SignedJob
+from p2pnode.jobs.model import MAX_LIST_JOBS
 from p2pnode.wire.reasons import Reason
 
 # OFR-2: after a refused offer, when to offer the same job to the same worker again; after
@@ -117,7 +117,6 @@ class Requester:
         self._offered: dict[tuple[bytes, str], int] = {}  # (job, worker) -> next try
         self._busy_until: dict[str, int] = {}
         self._provided: dict[str, int] = {}  # discovery key -> bucket
-        self._verifying: dict[tuple[bytes, int], int] = {}  # (job, lease) -> due
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -134,7 +133,6 @@ class Requester:
 
     def _check(self, job: RequesterJob, lease: Lease, size: int = 0) -> CheckOutput:
         assert lease.output is not None
-        self._verifying[(job.id, lease.number)] = lease.verify_by
         return CheckOutput(job.id, lease.number, lease.worker, lease.output, size,
                            lease.verify_by)
 
@@ -151,7 +149,6 @@ class Requester:
 
     def _forget(self, job_id: bytes) -> None:
         self._offered = {k: v for k, v in self._offered.items() if k[0] != job_id}
-        self._verifying = {k: v for k, v in self._verifying.items() if k[0] != job_id}
         self._submitted.pop(job_id, None)
         self._published.discard(job_id)
 
@@ -196,7 +193,6 @@ class Requester:
     def on_checked(self, job_id: bytes, number: int, ok: bool, reason: str, now: int,
                    checked: bool) -> tuple[Lease | None, list[Effect]]:
         """The shell checked an output (VER-1, VER-3). Returns the lease to answer with."""
-        self._verifying.pop((job_id, number), None)
         job = self.jobs.get(job_id)
         if job is None or number not in job.leases:
             return None, []
@@ -285,6 +281,8 @@ class Requester:
             if self._provided.get(key) != bucket:
                 self._provided[key] = bucket
                 out.append(Provide(key))
+        # Keys of buckets gone by are never provided again: forget them.
+        self._provided = {k: b for k, b in self._provided.items() if b == bucket}
         self._busy_until = {p: t for p, t in self._busy_until.items() if t > now}
         return out
 
@@ -306,6 +304,3 @@ class Requester:
             times.append(now + bucket_end - wall_ms)
         return min(times, default=None)
 
-
-def job_from_spec(sj: SignedJob, now: int, deadline: int) -> RequesterJob:
-    return RequesterJob.new(sj.id, sj.spec, sj.raw, now, deadline)

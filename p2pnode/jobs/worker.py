@@ -11,7 +11,6 @@ expiries to the local timeline before it hands a lease in.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -180,9 +179,10 @@ class Worker:
         return self.concurrency - self.active
 
     def consider(self, sj: SignedJob, now: int, deadline: int,
-                 created_ok: Callable[[], bool] = lambda: True) -> Reason | None:
+                 too_new: bool = False) -> Reason | None:
         """WRK-1, in order; None if the worker claims the job. ``deadline`` is the spec's
-        deadline on the local timeline."""
+        deadline on the local timeline; ``too_new`` whether its ``created`` is beyond the
+        clock skew (JOB-11, judged on the wall clock by the shell)."""
         spec = sj.spec
         if spec.net != self.net:
             return Reason.WRONG_NETWORK
@@ -191,7 +191,7 @@ class Worker:
             return why
         if now >= deadline:
             return Reason.DEADLINE_PASSED
-        if not created_ok():
+        if too_new:
             return Reason.CLOCK_SKEW
         held = self.work.get(sj.id)
         if held is not None and held.state in OPEN:
@@ -201,10 +201,10 @@ class Worker:
         return None
 
     def take(self, sj: SignedJob, now: int, deadline: int,
-             created_ok: Callable[[], bool] = lambda: True) -> tuple[int | None, Reason | None]:
+             too_new: bool = False) -> tuple[int | None, Reason | None]:
         """Consider the job and, if it fits, reserve its slot (WRK-2): (price, None) to
         claim at, or (None, reason)."""
-        why = self.consider(sj, now, deadline, created_ok)
+        why = self.consider(sj, now, deadline, too_new)
         if why is not None:
             return None, why
         w = Work(job=sj)

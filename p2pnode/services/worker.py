@@ -34,7 +34,14 @@ from p2pnode.jobs.messages import (
     Received,
     decode,
 )
-from p2pnode.jobs.model import T_LEASE, T_LIST, T_REFUSE, T_VERDICT, SignedJob
+from p2pnode.jobs.model import (
+    T_LEASE,
+    T_LIST,
+    T_REFUSE,
+    T_VERDICT,
+    SignedJob,
+    created_in_future,
+)
 from p2pnode.jobs.worker import (
     OPEN,
     VERDICT_WAIT_MS,
@@ -78,8 +85,7 @@ class WorkerService:
     def __init__(self, *, identity: Identity, machine: Worker, transport: Transport,
                  clock: LocalClock, rng: random.Random, store: NodeStore, blobs: BlobStore,
                  settings: WorkerSettings, count: Count,
-                 on_reject: Callable[[Reason], None],
-                 created_ok: Callable[[SignedJob, int], bool] = lambda sj, wall: True) -> None:
+                 on_reject: Callable[[Reason], None]) -> None:
         self.identity = identity
         self.machine = machine
         self.transport = transport
@@ -91,7 +97,6 @@ class WorkerService:
         self.net = settings.net
         self.count = count
         self.on_reject = on_reject
-        self.created_ok = created_ok
         self._nursery: trio.Nursery | None = None
         self._scopes: dict[bytes, trio.CancelScope] = {}
         self._wake = trio.Event()
@@ -195,7 +200,7 @@ class WorkerService:
     def _take(self, sj: SignedJob) -> tuple[int | None, Reason | None]:
         wall = self.clock.wall_ms()
         return self.machine.take(sj, self.clock.now_ms(), self._deadline(sj),
-                                 lambda: self.created_ok(sj, wall))
+                                 created_in_future(sj.spec, wall))
 
     def _claim(self, sj: SignedJob, price: int) -> bytes:
         return JobClaim(net=self.net, job=sj.id, price=price,
@@ -426,19 +431,22 @@ class WorkerService:
     async def _spec(self, job_id: bytes, provider: str) -> SignedJob | None:
         """The spec from the DHT record, else by ``job.get`` from the provider (WRK-5)."""
         key = discovery.job_record_key(job_id)
-        raw = await self.transport.dht_get(key, DHT_TIMEOUT_S)
-        for source in ("dht", "get"):
-            if source == "get":
-                raw = await self._request(provider, JobGet(net=self.net, job=job_id)
-                                          .seal(self.identity), EXCHANGE_TIMEOUT_S)
-            if raw is None:
-                continue
-            verdict, sj = discovery.validate_job_record(key, raw, net=self.net,
-                                                        now_ms=self.clock.wall_ms())
-            if sj is not None:
-                return sj
+        sj = self._valid_record(key, await self.transport.dht_get(key, DHT_TIMEOUT_S))
+        if sj is None:  # the DHT did not have it (yet), or had garbage: ask the provider
+            get = JobGet(net=self.net, job=job_id).seal(self.identity)
+            sj = self._valid_record(key, await self._request(provider, get,
+                                                             EXCHANGE_TIMEOUT_S))
+        return sj
+
+    def _valid_record(self, key: str, raw: bytes | None) -> SignedJob | None:
+        """DHT-1 to DHT-6 on a record, whichever way it came; failures are counted."""
+        if raw is None:
+            return None
+        verdict, sj = discovery.validate_job_record(key, raw, net=self.net,
+                                                    now_ms=self.clock.wall_ms())
+        if sj is None:
             self.on_reject(verdict.reason)  # type: ignore[union-attr]
-        return None
+        return sj
 
     async def _try_claim(self, job_id: bytes, provider: str, provider_key: bytes) -> bool:
         sj = await self._spec(job_id, provider)
