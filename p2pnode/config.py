@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from p2pnode.peers import BAN_S, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP
+
 DEFAULT_HOME = Path("~/.p2pnode")
 KEY_FILE = "node.key"
 CONFIG_FILE = "config.toml"
@@ -49,6 +51,10 @@ class Config:
     jobs_matmul_max_n: int = 2048
     api_listen: str = "127.0.0.1:0"
     metrics_listen: str = "127.0.0.1:9464"
+    peers_max_connections: int = MAX_CONNECTIONS
+    peers_max_connections_per_ip: int = MAX_CONNECTIONS_PER_IP
+    peers_limit_loopback: bool = False
+    peers_ban_s: float = BAN_S
     log_level: str = "info"
 
     def with_overrides(self, **kw: Any) -> Config:
@@ -80,6 +86,10 @@ _KEYS: dict[tuple[str, str], str] = {
     ("jobs", "matmul_max_n"): "jobs_matmul_max_n",
     ("api", "listen"): "api_listen",
     ("metrics", "listen"): "metrics_listen",
+    ("peers", "max_connections"): "peers_max_connections",
+    ("peers", "max_connections_per_ip"): "peers_max_connections_per_ip",
+    ("peers", "limit_loopback"): "peers_limit_loopback",
+    ("peers", "ban_s"): "peers_ban_s",
     ("log", "level"): "log_level",
 }
 
@@ -155,6 +165,16 @@ listen = {t(v["api_listen"])}
 [metrics]
 # Prometheus metrics as text at http://<listen>/metrics. Empty string disables.
 listen = {t(v["metrics_listen"])}
+
+[peers]
+# Connections kept (spec 03 §5.1): above max_connections the least valued peers that are
+# not protected (bootstrap peers, lease counterparts) are disconnected; at most
+# max_connections_per_ip peers per remote IP, loopback exempt unless limit_loopback.
+max_connections = {t(v["peers_max_connections"])}
+max_connections_per_ip = {t(v["peers_max_connections_per_ip"])}
+limit_loopback = {t(v["peers_limit_loopback"])}
+# Seconds a misbehaving peer (graylisted, or too many rejected messages) is refused.
+ban_s = {t(v["peers_ban_s"])}
 
 [log]
 # debug, info, warning or error. Logs are one JSON object per line.

@@ -20,6 +20,7 @@ from p2pnode.config import STATE_DB, Config
 from p2pnode.identity import Identity
 from p2pnode.log import event
 from p2pnode.metrics import Metrics
+from p2pnode.peers import BanList, ConnLimits
 from p2pnode.store import NodeStore
 from p2pnode.wire.reasons import Reason
 
@@ -114,8 +115,17 @@ class Node:
         if self.hardware is None:
             self.hardware = await trio.to_thread.run_sync(
                 lambda: probe(include_gpus=self.config.caps_probe_gpus))
-        async with run_stack(self.identity, self.config.network, list(self.config.listen)) as st:
+        cfg = self.config
+        limits = ConnLimits(max_connections=cfg.peers_max_connections,
+                            max_per_ip=cfg.peers_max_connections_per_ip,
+                            limit_loopback=cfg.peers_limit_loopback)
+        async with run_stack(self.identity, cfg.network, list(cfg.listen), limits=limits,
+                             bans=BanList(ban_s=cfg.peers_ban_s),
+                             registry=self.metrics.registry) as st:
             self.stack = st
+            assert st.guard is not None
+            for addr in cfg.bootstrap:  # PEER-8
+                st.guard.protect(addr.rsplit("/p2p/", 1)[-1], "bootstrap")
             self.caps = CapsService(
                 config=self.config, identity=self.identity, store=self.store,
                 metrics=self.metrics, table=self.table, clock=self.clock,
@@ -125,6 +135,7 @@ class Node:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self.caps.run)
                     self.market = self._build_market(st)
+                    st.guard.add_protected(self._lease_peers)
                     await nursery.start(self.market.run)
                     self.api_addr = await nursery.start(serve_admin_api, self)
                     if self.config.metrics_listen:
@@ -137,6 +148,22 @@ class Node:
                 self.stack = None
                 self.store.close()
                 event(log, "node.stopped", peer_id=self.peer_id)
+
+    def _lease_peers(self) -> set[str]:
+        """Peers we hold a live lease (or a claim) with, either way round (PEER-8)."""
+        from p2pnode.identity import peer_id_str
+        from p2pnode.jobs.market import LeaseState
+        from p2pnode.jobs.worker import OPEN
+
+        market = self.market
+        if market is None:
+            return set()
+        live = (LeaseState.ACTIVE, LeaseState.VERIFYING)
+        keys = {lease.worker for job in market.requester.jobs.values()
+                for lease in job.leases.values() if lease.state in live}
+        keys |= {w.job.requester for w in market.worker.machine.work.values()
+                 if w.state in OPEN}
+        return {peer_id_str(k) for k in keys}
 
     def _build_market(self, st: NetStack) -> JobsService:
         """Wire the job market: its machines behind typed ports (spec 04)."""

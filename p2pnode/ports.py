@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from p2pnode.blobs.store import BlobStore
+from p2pnode.wire.reasons import Verdict
 
 
 class Exchange(Protocol):
@@ -76,8 +77,9 @@ class TransportError(Exception):
     """A peer could not be reached or a stream could not be opened."""
 
 
-# (source key of the message as pubsub saw it, its data, the peer that forwarded it)
-TopicValidator = Callable[[bytes | None, bytes, str], bool]
+# (source key of the message as pubsub saw it, its data, the peer that forwarded it) ->
+# the verdict; a Reject counts against the forwarder's score (spec 03 PEER-2).
+TopicValidator = Callable[[bytes | None, bytes, str], Verdict]
 
 
 class Gossip(Protocol):

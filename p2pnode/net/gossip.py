@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from libp2p.exceptions import BaseLibp2pError
+from libp2p.peer.id import ID
 
 from p2pnode.net.host import NetStack
 from p2pnode.net.peering import dial, reannounce_subscriptions, repair_pubsub_peers
+from p2pnode.peers import penalises_forwarder
 from p2pnode.ports import TopicValidator
 
 
@@ -32,8 +34,18 @@ class Libp2pGossip:
         return self.stack.connected_peers()
 
     def set_validator(self, topic: str, validate: TopicValidator) -> None:
-        self.stack.pubsub.set_topic_validator(
-            topic, lambda fwd, msg: validate(msg.from_id, msg.data, fwd.to_base58()), False)
+        guard = self.stack.guard
+
+        def adapter(forwarder: ID, msg: Any) -> bool:
+            # py-libp2p's validators return a bool: the verdict's reason is counted by the
+            # service, and a Reject counts against the forwarder's score here (PEER-2).
+            fwd = forwarder.to_base58()
+            verdict = validate(msg.from_id, msg.data, fwd)
+            if guard is not None and fwd != self.peer_id and penalises_forwarder(verdict):
+                guard.on_invalid(fwd, topic)
+            return verdict.ok
+
+        self.stack.pubsub.set_topic_validator(topic, adapter, False)
 
     async def subscribe(self, topic: str) -> _Subscription:
         return _Subscription(await self.stack.pubsub.subscribe(topic))

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import multiaddr
+import trio
 from libp2p import new_host
 from libp2p.crypto.ed25519 import Ed25519PrivateKey
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.network.config import ConnectionConfig
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
@@ -26,8 +28,12 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
+from prometheus_client import CollectorRegistry
 
 from p2pnode.identity import Identity
+from p2pnode.net.connmgr import PeerGuard, PeerMetrics
+from p2pnode.net.scoring import Scorer
+from p2pnode.peers import HARD_LIMIT_HEADROOM, BanList, ConnLimits
 
 OUTBOUND_QUEUE_SIZE = 1024
 GOSSIPSUB_PROTOCOLS = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
@@ -74,6 +80,13 @@ def patch_libp2p(net: str) -> None:
     rpc_queue.PriorityQueue.__init__.__defaults__ = (OUTBOUND_QUEUE_SIZE,)
     rpc_defaults = rpc_queue.RpcQueue.__init__.__defaults__ or (0, 1 << 20)
     rpc_queue.RpcQueue.__init__.__defaults__ = (OUTBOUND_QUEUE_SIZE, rpc_defaults[1])
+    # An accepted inbound connection's handler waited for the whole swarm to stop, so it
+    # kept one of the swarm's (max_connections - min_connections) inbound slots, and its
+    # task, for the node's lifetime: after that many inbound connections, closed or not,
+    # the node refused every inbound dial. The handler now ends when its connection does
+    # (the swarm's handler treats our exception as the end of the connection).
+    swarm.Swarm.upgrade_inbound_raw_conn = _ending_with_the_connection(  # type: ignore[method-assign]
+        swarm.Swarm.upgrade_inbound_raw_conn)
     # KadDHT ignores protocol_prefix on the wire and always speaks /ipfs/kad/1.0.0, which
     # would merge our DHT with IPFS's. The id is imported by name into each module.
     pid = TProtocol(kad_protocol_id(net))
@@ -89,12 +102,52 @@ def patch_libp2p(net: str) -> None:
     _patched_net = net
 
 
+class InboundConnectionEnded(Exception):
+    """Raised to py-libp2p's inbound handler once its connection has closed."""
+
+
+def _ending_with_the_connection(upgrade: Any) -> Any:
+    async def upgrade_then_wait(self: Any, raw_conn: Any, maddr: Any) -> Any:
+        muxed = await upgrade(self, raw_conn, maddr)
+        closed = getattr(muxed, "event_closed", None)
+        if closed is None:  # not Yamux: keep py-libp2p's behaviour
+            return muxed
+        # The listener runs as a system task, outside any node's cancel scope: so also
+        # stop waiting when the swarm stops, as py-libp2p's handler does.
+        async with trio.open_nursery() as nursery:
+            async def first_of(wait: Any) -> None:
+                await wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(first_of, closed.wait)
+            nursery.start_soon(first_of, self.manager.wait_finished)
+        if closed.is_set():
+            raise InboundConnectionEnded
+        return muxed
+
+    return upgrade_then_wait
+
+
 def libp2p_key_pair(identity: Identity) -> KeyPair:
     priv = Ed25519PrivateKey.from_bytes(identity.seed)
     return KeyPair(priv, priv.get_public_key())
 
 
-def build_host(identity: Identity) -> Any:
+def hard_connection_config(max_connections: int) -> ConnectionConfig:
+    """py-libp2p's own hard cap, HARD_LIMIT_HEADROOM above our limit (spec 03 PEER-7).
+
+    Its pruner would close connections by its own ranking, blind to scores and to our
+    protected peers, so its watermarks sit at the hard cap, where they never act.
+    """
+    hard = max_connections + HARD_LIMIT_HEADROOM
+    # min_connections 0: py-libp2p admits only max_connections - min_connections inbound
+    # connections, reserving the rest for its auto-connector's outbound dials.
+    low = min(ConnectionConfig().low_watermark, hard)
+    return ConnectionConfig(max_connections=hard, high_watermark=hard, low_watermark=low,
+                            min_connections=0)
+
+
+def build_host(identity: Identity, *, max_connections: int | None = None) -> Any:
     """A TCP host with Noise as the only security protocol and Yamux as the only muxer.
 
     py-libp2p's default also offers TLS, SECIO and /plaintext/2.0.0; over plaintext a
@@ -106,7 +159,9 @@ def build_host(identity: Identity) -> Any:
         NOISE_PROTOCOL_ID: NoiseTransport(kp, noise_privkey=new_x25519_key_pair().private_key)
     }
     muxer_opt = {TProtocol(YAMUX_PROTOCOL_ID): Yamux}
-    return new_host(key_pair=kp, sec_opt=sec_opt, muxer_opt=muxer_opt)
+    config = None if max_connections is None else hard_connection_config(max_connections)
+    return new_host(key_pair=kp, sec_opt=sec_opt, muxer_opt=muxer_opt,
+                    connection_config=config)
 
 
 @dataclass
@@ -118,6 +173,7 @@ class NetStack:
     gossipsub: GossipSub
     dht: KadDHT
     net: str
+    guard: PeerGuard | None = None
 
     @property
     def peer_id(self) -> str:
@@ -165,12 +221,16 @@ def check_listen_addrs(listen: list[str]) -> None:
 
 @asynccontextmanager
 async def run_stack(
-    identity: Identity, net: str, listen: list[str], *, heartbeat_s: int = 1
+    identity: Identity, net: str, listen: list[str], *, heartbeat_s: int = 1,
+    limits: ConnLimits | None = None, bans: BanList | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> AsyncIterator[NetStack]:
-    """Start host, GossipSub and Kad-DHT; stop them all when the block exits."""
+    """Start host, GossipSub, Kad-DHT and the peer guard; stop them all when the block
+    exits. ``registry`` receives the guard's metrics (a fresh one when None)."""
     check_listen_addrs(listen)  # before patching: a refused start changes nothing
     patch_libp2p(net)
-    host = build_host(identity)
+    limits = limits or ConnLimits()
+    host = build_host(identity, max_connections=limits.max_connections)
     gossipsub = GossipSub(
         protocols=GOSSIPSUB_PROTOCOLS,
         degree=6,
@@ -183,12 +243,22 @@ async def run_stack(
         # On loopback every peer shares one IP; mesh diversity would starve the mesh.
         eclipse_protection_enabled=False,
     )
+    # py-libp2p's scorer has all weights 0 and every threshold -inf; ours differs from it
+    # where it departs from GossipSub v1.1 (p2pnode/net/scoring.py, spec 03 §4.1).
+    scorer = Scorer()
+    gossipsub.scorer = scorer
     pubsub = Pubsub(host, gossipsub, strict_signing=True)
     dht = KadDHT(host, DHTMode.SERVER, enable_random_walk=False)
+    guard = PeerGuard(host, pubsub, scorer, limits=limits, bans=bans or BanList(),
+                      metrics=PeerMetrics(registry or CollectorRegistry()))
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(host.run([multiaddr.Multiaddr(a) for a in listen]))
         await stack.enter_async_context(background_trio_service(pubsub))
         await stack.enter_async_context(background_trio_service(gossipsub))
         await pubsub.wait_until_ready()
         await stack.enter_async_context(background_trio_service(dht))
-        yield NetStack(host=host, pubsub=pubsub, gossipsub=gossipsub, dht=dht, net=net)
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        stack.callback(nursery.cancel_scope.cancel)  # runs before the nursery waits
+        await nursery.start(guard.run)
+        yield NetStack(host=host, pubsub=pubsub, gossipsub=gossipsub, dht=dht, net=net,
+                       guard=guard)

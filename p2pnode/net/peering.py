@@ -18,6 +18,9 @@ async def dial(stack: Any, addr: str, timeout: float = 5.0) -> tuple[bool, str]:
         info = info_from_p2p_addr(Multiaddr(addr))
     except Exception as e:  # multiaddr raises several types for bad input
         return False, f"bad multiaddr: {e}"
+    guard = getattr(stack, "guard", None)
+    if guard is not None and guard.refuse_dial(info.peer_id.to_base58()):  # PEER-6
+        return False, "banned"
     try:
         with trio.fail_after(timeout):
             await stack.host.connect(info)

@@ -25,7 +25,7 @@ from p2pnode.metrics import Metrics
 from p2pnode.ports import Gossip
 from p2pnode.ratelimit import PeerRateLimiter
 from p2pnode.store import NodeStore
-from p2pnode.wire.reasons import Ignore, Reason
+from p2pnode.wire.reasons import ACCEPT, Ignore, Reason, Verdict
 
 log = logging.getLogger("p2pnode.caps")
 
@@ -106,17 +106,21 @@ class CapsService:
     def _connected(self, peer_id: str) -> bool:
         return peer_id in self.gossip.connected_peers()
 
-    def validate(self, source: bytes | None, data: bytes, forwarder: str | None = None) -> bool:
-        """Topic validator for the caps topic: rules of spec 02 §3, counted by reason."""
+    def validate(self, source: bytes | None, data: bytes,
+                 forwarder: str | None = None) -> Verdict:
+        """Topic validator for the caps topic: rules of spec 02 §3, counted by reason.
+
+        Over a rate limit is an Ignore for the sender's score (spec 03 PEER-2): an honest
+        relay cannot know our limiter's state."""
         key = source.hex() if source else "?"
         now = self.clock()
         if forwarder is not None and forwarder != self.peer_id and not self.fwd_limiter.allow(
                 forwarder, now):
             self._count_reject(Reason.RATE_LIMITED)  # RL-3
-            return False
+            return Ignore(Reason.RATE_LIMITED)
         if not self.ads_limiter.allow(key, now):  # RL-1
             self._count_reject(Reason.RATE_LIMITED)
-            return False
+            return Ignore(Reason.RATE_LIMITED)
         verdict, validated = validate_ad(data, net=self.config.network, now_ms=self.now_ms(),
                                          source=source, held_seq=self.table.held_seq)
         if not verdict.ok:
@@ -128,12 +132,12 @@ class CapsService:
                 self._count_reject(reason)
             event(log, "caps.ad.rejected", logging.DEBUG, reason=reason.value,
                   source=key[:16], detail=getattr(verdict, "detail", ""))
-            return False
+            return verdict
         assert validated is not None
         if not self.table.admits(validated.peer_id, self._connected):  # TBL-6
             self._count_reject(Reason.RATE_LIMITED)
-            return False
-        return True
+            return Ignore(Reason.RATE_LIMITED)
+        return ACCEPT
 
     def _count_reject(self, reason: Reason) -> None:
         self.metrics.ads_rejected.labels(reason=reason.value).inc()
