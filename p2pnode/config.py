@@ -167,7 +167,7 @@ listen = {t(v["api_listen"])}
 listen = {t(v["metrics_listen"])}
 
 [peers]
-# Connections kept (spec 03 §5.1): above max_connections the least valued peers that are
+# Connections kept (spec 03 §5.2): above max_connections the least valued peers that are
 # not protected (bootstrap peers, lease counterparts) are disconnected; at most
 # max_connections_per_ip peers per remote IP, loopback exempt unless limit_loopback.
 max_connections = {t(v["peers_max_connections"])}

@@ -1,4 +1,4 @@
-"""Peer policy (spec 03 §4.1 and §5.1): GossipSub score parameters and the score function,
+"""Peer policy (spec 03 §4.1 and §5.2): GossipSub score parameters and the score function,
 the ban list, and which connections to close when there are too many. Pure: the caller
 passes ``now`` and the facts; the shells in ``p2pnode/net/`` carry out the decisions.
 """
@@ -17,15 +17,18 @@ from p2pnode.wire.reasons import Reason, Reject, Verdict
 
 # Topic weights by topic name without the network part (`/p2pnode/<net>/<name>`). A topic
 # not listed weighs nothing: a peer's score counts only topics we run.
+CAPS_TOPIC_WEIGHT = 1.0
+LEDGER_TOPIC_WEIGHT = 1.0  # reserved topic (NET-9)
+ANCHORS_TOPIC_WEIGHT = 0.5  # reserved topic (NET-9)
 TOPIC_WEIGHTS: dict[str, float] = {
-    "caps/1": 1.0,
-    "ledger/1": 1.0,  # reserved (NET-9)
-    "anchors/1": 0.5,  # reserved (NET-9)
+    "caps/1": CAPS_TOPIC_WEIGHT,
+    "ledger/1": LEDGER_TOPIC_WEIGHT,
+    "anchors/1": ANCHORS_TOPIC_WEIGHT,
 }
 # P2, first message deliveries: a small reward for peers that bring us valid messages first.
 FIRST_DELIVERY_WEIGHT = 1.0
 FIRST_DELIVERY_CAP = 10.0
-FIRST_DELIVERY_DECAY = 0.9
+FIRST_DELIVERY_DECAY = 0.99
 # P4, invalid messages (our validators' Reject): squared, as GossipSub v1.1 has it.
 INVALID_WEIGHT = -1.0
 INVALID_DECAY = 0.99
@@ -66,7 +69,7 @@ def topic_score(topic: str, first_deliveries: float, invalid: float) -> float:
     return topic_weight(topic) * (p2 + p4)
 
 
-# -- bans (spec 03 PEER-4, PEER-5) -----------------------------------------------------------
+# -- bans (spec 03 PEER-4 to PEER-6) --------------------------------------------------------
 
 BAN_S = 600.0
 # A peer whose forwarded messages we reject this often is banned whatever its score.
@@ -81,7 +84,7 @@ class BanReason(StrEnum):
 
 
 class BanList:
-    """Peers refused for ``ban_s`` seconds after misbehaving (PEER-4, PEER-5).
+    """Peers refused for ``ban_s`` seconds after misbehaving (PEER-4 to PEER-6).
 
     Holds at most ``max_bans`` bans (the one ending soonest is forgotten first) and, per
     peer, at most ``rejects_to_ban`` reject times.
@@ -138,7 +141,7 @@ class BanList:
         return len(self._until)
 
 
-# -- connection management (spec 03 §5.1) ---------------------------------------------------
+# -- connection management (spec 03 §5.2) ---------------------------------------------------
 
 MAX_CONNECTIONS = 64
 # Above the soft limit py-libp2p itself refuses connections; between the two we close the
@@ -190,7 +193,7 @@ class Close:
 
 def plan_closes(peers: Sequence[PeerConns], limits: ConnLimits,
                 banned: Iterable[str] = ()) -> list[Close]:
-    """The peers to disconnect, each with its reason (PEER-5, PEER-7, PEER-8).
+    """The peers to disconnect, each with its reason (PEER-6 to PEER-9).
 
     Banned peers always go; then, never touching a protected peer, the peers over the
     per-IP limit and then over the connection limit, lowest score first and, at equal

@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry
 
 from p2pnode.identity import Identity
 from p2pnode.net.connmgr import PeerGuard, PeerMetrics
-from p2pnode.net.scoring import Scorer
+from p2pnode.net.scoring import Scorer, gate_gossip
 from p2pnode.peers import HARD_LIMIT_HEADROOM, BanList, ConnLimits
 
 OUTBOUND_QUEUE_SIZE = 1024
@@ -247,6 +247,7 @@ async def run_stack(
     # where it departs from GossipSub v1.1 (p2pnode/net/scoring.py, spec 03 §4.1).
     scorer = Scorer()
     gossipsub.scorer = scorer
+    gate_gossip(gossipsub, scorer)
     pubsub = Pubsub(host, gossipsub, strict_signing=True)
     dht = KadDHT(host, DHTMode.SERVER, enable_random_walk=False)
     guard = PeerGuard(host, pubsub, scorer, limits=limits, bans=bans or BanList(),

@@ -10,12 +10,17 @@ counters and hooks and replaces what in them differs from GossipSub v1.1 (spec 0
   is dropped and P4 counts only our validators' ``Reject`` (PEER-2), squared;
 - received messages were dropped at the *publish* threshold, so a peer stopped being
   counted before it could reach the graylist: here that gate is the graylist threshold
-  (PEER-3).
+  (PEER-3);
+- IHAVE and IWANT were answered whatever the sender's score: :func:`gate_gossip` ignores
+  them below the gossip threshold (PEER-3).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.score import PeerScorer, ScoreParams, TopicScoreParams
 
 from p2pnode.peers import (
@@ -86,3 +91,15 @@ class Scorer(PeerScorer):
 
     def allow_px_from(self, peer: ID, topics: list[str]) -> bool:
         return self.score(peer, topics) >= self.params.accept_px_threshold
+
+
+def gate_gossip(router: GossipSub, scorer: Scorer) -> None:
+    """Make ``router`` ignore IHAVE and IWANT from peers below the gossip threshold."""
+    for name in ("handle_ihave", "handle_iwant"):
+        handle = getattr(router, name)
+
+        async def gated(msg: Any, sender: ID, handle: Any = handle) -> None:
+            if scorer.allow_gossip(sender, []):
+                await handle(msg, sender)
+
+        setattr(router, name, gated)
