@@ -21,6 +21,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 
 from p2pnode.identity import Identity
+from p2pnode.jobs.market import RequesterJob
 from p2pnode.net.host import build_host
 from p2pnode.node import Node
 from p2pnode.peers import (
@@ -31,7 +32,7 @@ from p2pnode.peers import (
     topic_score,
 )
 from tests.adversarial.attacker import LOOPBACK, attacker_against, node_addr
-from tests.integration.helpers import running_nodes, wait_for
+from tests.integration.helpers import HW, LOOP_WAT, node_config, running_nodes, wait_for
 
 TEST_TIMEOUT_S = 40
 
@@ -151,20 +152,53 @@ DIALERS = 40
 ROUNDS = 5  # 200 dialled connections in all
 
 
+@asynccontextmanager
+async def requester_with_a_leaseholder(tmp: Path, limit: int) -> AsyncIterator[
+        tuple[Node, Node, Node, RequesterJob]]:
+    """A bootstrap node, a requester bootstrapped from it, and a worker (the only node that
+    runs jobs) that holds a live lease of the requester's: a loop job that runs for longer
+    than the test (its child process is killed at the end)."""
+    from p2pnode.jobs.executors import compile_wat
+    from p2pnode.jobs.model import Requirements
+
+    async with trio.open_nursery() as nursery:
+        nodes = []
+        for name, kinds, fuel in (("boot", (), None), ("req", (), None),
+                                  ("worker", ("wasm",), 10**12)):
+            (tmp / name).mkdir()
+            boot = (node_addr(nodes[0]),) if nodes else ()
+            cfg = node_config(bootstrap=boot, caps_kinds=kinds, jobs_wasm_fuel=fuel,
+                              peers_max_connections=limit)
+            node = Node(tmp / name, cfg, Identity.generate(), hardware=HW)
+            await nursery.start(node.run)
+            nodes.append(node)
+        boot_node, req, worker = nodes
+        await wait_for(lambda: worker.peer_id in req.table)
+        assert req.market is not None and worker.market is not None
+        job = await req.market.requester.submit(
+            "wasm", {"module": compile_wat(LOOP_WAT),
+                     "input": (10_000_000).to_bytes(4, "little")}, {}, Requirements(),
+            lease_s=20)
+        work = worker.market.worker.machine.work
+        await wait_for(lambda: job.id in work and work[job.id].state.value == "running")
+        try:
+            yield boot_node, req, worker, job
+        finally:
+            nursery.cancel_scope.cancel()
+
+
 async def test_a_connection_flood_does_not_push_out_protected_peers(tmp_path: Path) -> None:
     limit = MAX_CONNECTIONS
     with trio.fail_after(TEST_TIMEOUT_S):
-        async with running_nodes(tmp_path, 3, peers_max_connections=limit) as nodes, \
-                raw_hosts(DIALERS) as hosts:
-            boot, victim, leaseholder = nodes
+        async with requester_with_a_leaseholder(tmp_path, limit) as (
+                boot, victim, worker, job), raw_hosts(DIALERS) as hosts:
             assert victim.stack is not None and victim.stack.guard is not None
-            assert leaseholder.caps is not None
-            ok, _ = await leaseholder.caps.gossip.dial(node_addr(victim), 5.0)
-            assert ok
-            # The market protects the counterpart of every live lease the same way.
-            victim.stack.guard.protect(leaseholder.peer_id, "lease")
+            # Protected because it is the configured bootstrap peer, and because it holds
+            # a live lease of ours (the node asks its market, PEER-8).
+            assert {boot.peer_id, worker.peer_id} <= victim.stack.guard.protected()
             await wait_for(lambda: connected(victim, boot.peer_id)
-                           and connected(victim, leaseholder.peer_id))
+                           and connected(victim, worker.peer_id))
+            leaseholder = worker
             target = info_from_p2p_addr(multiaddr.Multiaddr(node_addr(victim)))
             victim_id = ID.from_base58(victim.peer_id)
             stack = victim.stack
@@ -188,7 +222,7 @@ async def test_a_connection_flood_does_not_push_out_protected_peers(tmp_path: Pa
                 async with trio.open_nursery() as nursery:
                     for host in hosts:
                         nursery.start_soon(dial, host)
-                    for _ in range(20):
+                    for _ in range(10):
                         peak = max(peak, len(stack.host.get_network().get_connections()))
                         await trio.sleep(0.05)
                 assert connected(victim, boot.peer_id)
@@ -202,3 +236,5 @@ async def test_a_connection_flood_does_not_push_out_protected_peers(tmp_path: Pa
                            reason=CloseReason.OVER_LIMIT.value) >= DIALERS
             assert victim.metrics.registry.get_sample_value("p2pnode_connections_max") == limit
             assert victim.metrics.registry.get_sample_value("p2pnode_peers_protected") == 2
+            # The worker was protected by its lease throughout: the lease is still live.
+            assert not job.terminal
