@@ -221,4 +221,9 @@ def load_config(path: Path) -> Config:
     cfg = replace(defaults, **kw)
     if not 10 <= cfg.caps_ttl_s <= 86_400:
         raise ConfigError(f"{path}: [caps] ttl_s must be in 10..86400")
+    if cfg.peers_max_connections < 1 or cfg.peers_max_connections_per_ip < 1:
+        raise ConfigError(f"{path}: [peers] max_connections and max_connections_per_ip "
+                          "must be at least 1")
+    if cfg.peers_ban_s < 0:
+        raise ConfigError(f"{path}: [peers] ban_s must not be negative")
     return cfg

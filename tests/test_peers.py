@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from p2pnode.config import Config, ConfigError, load_config
 from p2pnode.peers import (
     GOSSIP_THRESHOLD,
     GRAYLIST_THRESHOLD,
+    MAX_CONNECTIONS,
     PUBLISH_THRESHOLD,
     BanList,
     Close,
@@ -142,3 +148,16 @@ def test_only_rejects_a_relay_could_not_have_made_count_against_it() -> None:
     assert not penalises_forwarder(Reject(Reason.CLOCK_SKEW))
     assert not penalises_forwarder(Ignore(Reason.RATE_LIMITED))
     assert not penalises_forwarder(ACCEPT)
+
+
+def test_the_peers_section_of_the_config(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[peers]\nmax_connections = 20\nmax_connections_per_ip = 2\n"
+                    "limit_loopback = true\nban_s = 30\n")
+    cfg = load_config(path)
+    assert (cfg.peers_max_connections, cfg.peers_max_connections_per_ip,
+            cfg.peers_limit_loopback, cfg.peers_ban_s) == (20, 2, True, 30.0)
+    assert Config().peers_max_connections == MAX_CONNECTIONS
+    path.write_text("[peers]\nmax_connections = 0\n")
+    with pytest.raises(ConfigError):
+        load_config(path)

@@ -151,6 +151,7 @@ class PeerGuard:
         if not self.is_banned(peer):
             return False
         self.metrics.dials_refused.labels(reason=CloseReason.BANNED.value).inc()
+        event(log, "peer.dial.refused", logging.DEBUG, peer=peer, reason="banned")
         return True
 
     def on_invalid(self, peer: str, topic: str) -> None:
