@@ -25,6 +25,7 @@ from p2pnode.jobs.messages import (
 from p2pnode.ports import Exchange, Transport
 from p2pnode.services.requester import RequesterService
 from p2pnode.services.worker import WorkerService
+from p2pnode.wire.envelope import SignatureCache
 from p2pnode.wire.reasons import Reason
 
 log = logging.getLogger("p2pnode.jobs")
@@ -48,8 +49,10 @@ class JobsService:
 
     def __init__(self, *, net: str, transport: Transport, requester: RequesterService,
                  worker: WorkerService, metrics: JobMetrics,
-                 on_reject: Callable[[Reason], None]) -> None:
+                 on_reject: Callable[[Reason], None],
+                 verified: SignatureCache | None = None) -> None:
         self.net = net
+        self.verified = verified if verified is not None else SignatureCache()  # ENV-12
         self.transport = transport
         self.requester = requester
         self.worker = worker
@@ -77,7 +80,7 @@ class JobsService:
     async def handle(self, ex: Exchange, remote: bytes, first: bytes) -> None:
         """XCH-2, XCH-3: a first message that does not open, or is signed by another key
         than the stream's peer, is counted and gets no answer (no signature for garbage)."""
-        r = route(first, remote, net=self.net)
+        r = route(first, remote, net=self.net, verified=self.verified)
         if isinstance(r, Drop):
             self.on_reject(r.reason)
             return
