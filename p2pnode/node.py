@@ -25,8 +25,11 @@ from p2pnode.wire.envelope import SignatureCache
 from p2pnode.wire.reasons import Reason
 
 if TYPE_CHECKING:
+    from libp2p.kad_dht.kad_dht import KadDHT
+
     from p2pnode.blobs.store import BlobStore
     from p2pnode.net.host import NetStack
+    from p2pnode.net.kad import KadMetrics, KadSettings
     from p2pnode.services.caps import CapsService
     from p2pnode.services.jobs import JobsService
 
@@ -42,12 +45,15 @@ class Node:
         *,
         clock: Callable[[], float] = time.time,
         hardware: Hardware | None = None,
+        kad: KadSettings | None = None,
     ) -> None:
         self.home = home
         self.config = config
         self.identity = identity
         self.clock = clock
         self.metrics = Metrics()
+        self.kad = kad
+        self.kad_metrics: KadMetrics | None = None  # once running
         self.table = CapTable()
         self.store = NodeStore(home / STATE_DB)
         self.hardware = hardware
@@ -118,7 +124,8 @@ class Node:
         if self.hardware is None:
             self.hardware = await trio.to_thread.run_sync(
                 lambda: probe(include_gpus=self.config.caps_probe_gpus))
-        async with run_stack(self.identity, self.config.network, list(self.config.listen)) as st:
+        async with run_stack(self.identity, self.config.network, list(self.config.listen),
+                             configure_dht=self._harden_dht) as st:
             self.stack = st
             self.caps = CapsService(
                 config=self.config, identity=self.identity, store=self.store,
@@ -143,6 +150,20 @@ class Node:
                 self.store.close()
                 event(log, "node.stopped", peer_id=self.peer_id)
 
+    def _harden_dht(self, dht: KadDHT) -> None:
+        """The DHT and the libp2p service protocols within their limits (spec 03 §5.2,
+        §5.3); runs before the host listens."""
+        from p2pnode.net.dht import harden
+        from p2pnode.net.kad import KadMetrics, KadSettings, guard_service_protocols
+
+        if self.kad_metrics is None:
+            self.kad_metrics = KadMetrics(self.metrics.registry)
+        settings = self.kad or KadSettings()
+        harden(dht, self.config.network, self.clock, self.kad_metrics,
+               lambda r: self.metrics.reject("job", r), settings, self.signatures)
+        guard_service_protocols(dht.host, self.kad_metrics, settings.service_streams,
+                                settings.service_idle_s)
+
     def _build_market(self, st: NetStack) -> JobsService:
         """Wire the job market: its machines behind typed ports (spec 04)."""
         from p2pnode.blobs.store import BlobStore
@@ -151,7 +172,6 @@ class Node:
         from p2pnode.jobs.requester import Candidate
         from p2pnode.jobs.worker import Worker
         from p2pnode.net.blob_protocol import register_blob_protocol
-        from p2pnode.net.dht import register_job_records
         from p2pnode.net.transport import Libp2pTransport
         from p2pnode.services.clock import LocalClock
         from p2pnode.services.jobs import JobMetrics, JobsService
@@ -169,7 +189,6 @@ class Node:
         blobs = BlobStore(self.home / "blobs", self.home / "blobs.db",
                           max_blob_size=cfg.jobs_max_blob_bytes)
         self.blobs = blobs
-        register_job_records(st.dht, net, self.now_ms, reject, self.signatures)
         register_blob_protocol(st.host, blobs, net,
                                lambda r: self.metrics.reject("blob", r))
         metrics = JobMetrics(self.metrics.registry)

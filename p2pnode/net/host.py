@@ -7,7 +7,7 @@ behaviour it fixes (spec/03-network.md §6 lists them for other implementers).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -165,9 +165,13 @@ def check_listen_addrs(listen: list[str]) -> None:
 
 @asynccontextmanager
 async def run_stack(
-    identity: Identity, net: str, listen: list[str], *, heartbeat_s: int = 1
+    identity: Identity, net: str, listen: list[str], *, heartbeat_s: int = 1,
+    configure_dht: Callable[[KadDHT], None] | None = None,
 ) -> AsyncIterator[NetStack]:
-    """Start host, GossipSub and Kad-DHT; stop them all when the block exits."""
+    """Start host, GossipSub and Kad-DHT; stop them all when the block exits.
+
+    ``configure_dht`` runs before the host listens, so no peer ever meets the DHT's
+    py-libp2p defaults (``p2pnode.net.kad.harden_dht``: spec 03 §5.2, §5.3)."""
     check_listen_addrs(listen)  # before patching: a refused start changes nothing
     patch_libp2p(net)
     host = build_host(identity)
@@ -185,6 +189,8 @@ async def run_stack(
     )
     pubsub = Pubsub(host, gossipsub, strict_signing=True)
     dht = KadDHT(host, DHTMode.SERVER, enable_random_walk=False)
+    if configure_dht is not None:
+        configure_dht(dht)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(host.run([multiaddr.Multiaddr(a) for a in listen]))
         await stack.enter_async_context(background_trio_service(pubsub))
