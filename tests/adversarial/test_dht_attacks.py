@@ -38,7 +38,7 @@ from tests.adversarial.attacker import LOOPBACK, node_addr, read_all
 from tests.integration.helpers import HW, node_config, wait_for
 
 NET = "testnet"
-IDLE_S = 3.0
+IDLE_S = 4.0
 SETTINGS = KadSettings(
     limits=KadLimits(max_providers_per_peer=4),
     streams=StreamLimits(per_peer=8, total=128, rate=50.0, burst=100),
