@@ -368,6 +368,7 @@ def harden_dht(dht: KadDHT, *, namespaces: Mapping[str, RecordCheck], now: Clock
         on_refuse(reason)
 
     dht.set_validator(KadValidator(policy, now, refuse))
+    dht.strict_validation = True  # set_validator copied the DHT's (lax) flag onto ours
     dht.value_store = BoundedValueStore(dht.host, policy, now, metrics)
     dht.provider_store = BoundedProviderStore(dht.host, dht.peer_routing, policy.limits,
                                               now, metrics)
