@@ -88,12 +88,15 @@ async def test_a_trickling_stream_is_reset_at_its_lifetime(
 async def test_streams_over_the_per_peer_and_total_bounds_are_reset_unread(
         autojump_clock: trio.testing.MockClock) -> None:
     metrics, limiter, handler = guard(LIMITS)
-    streams = [FakeStream("a", 1000.0) for _ in range(3)] + [FakeStream("b", 1000.0)
-                                                             for _ in range(2)]
+    of_a = [FakeStream("a", 1000.0) for _ in range(3)]
+    of_b = [FakeStream("b", 1000.0) for _ in range(2)]
+    streams = of_a + of_b
     async with trio.open_nursery() as nursery:
-        for s in streams:
-            nursery.start_soon(handler, s)
-        await trio.sleep(1.0)
+        # trio starts tasks in no fixed order: let a's streams arrive first, then b's
+        for group in (of_a, of_b):
+            for s in group:
+                nursery.start_soon(handler, s)
+            await trio.sleep(1.0)
         assert limiter.open_streams("a") == 2 and limiter.open_streams("b") == 1
         assert counts(metrics, "streams_refused") == 2
     assert [s.was_reset for s in streams] == [True] * 5
