@@ -136,7 +136,6 @@ class WorkerService:
     async def _timer_loop(self) -> None:
         while True:
             await self._apply(self.machine.on_timer(self.clock.now_ms()))
-            self.machine.forget_finished()
             due = self.machine.next_deadline()
             with trio.move_on_at(self.clock.trio_deadline(due) if due is not None
                                  else trio.current_time() + 3600):
