@@ -72,8 +72,8 @@ class StoreFull(OSError):
     reason = Reason.LIMIT_EXCEEDED
 
     def __init__(self, size: int, usage: int, quota: int) -> None:
-        super().__init__(errno.ENOSPC, "%s: blob store quota: %d bytes do not fit (%d of %d "
-                         "held, pinned or recent)" % (self.reason.value, size, usage, quota))
+        super().__init__(errno.ENOSPC, "blob store quota: %d bytes do not fit (%d of %d held, "
+                         "pinned or recent)" % (size, usage, quota))
         self.size = size
 
 

@@ -381,6 +381,11 @@ class Worker:
             del self.work[j]
 
     @property
+    def seen(self) -> int:
+        """Listed jobs remembered as looked at (at most ``MAX_SEEN``)."""
+        return len(self._seen)
+
+    @property
     def finished(self) -> int:
         return sum(1 for w in self.work.values() if w.state not in OPEN)
 
