@@ -184,6 +184,7 @@ class BlobStore:
         self._on_refuse = on_refuse
         self._lock = threading.RLock()
         self._pins: dict[Hashable, frozenset[bytes]] = {}
+        self._touched: dict[bytes, int] = {}  # last uses not yet written to the index
         self._usage = 0
         if isinstance(db, sqlite3.Connection):
             self._db = db
@@ -249,9 +250,18 @@ class BlobStore:
             self._usage += size if n else 0
 
     def _touch(self, cid: bytes) -> None:
-        with self._lock, self._db:
-            self._db.execute("UPDATE blobs SET used_ms=? WHERE cid=?",
-                             (int(self._clock() * 1000), cid))
+        # In memory until the next sweep or close: a read (the blob server's, on the event
+        # loop) must not cost a synced write. A crash loses only how recent the use was.
+        with self._lock:
+            self._touched[cid] = int(self._clock() * 1000)
+
+    def _flush_touched(self) -> None:
+        with self._lock:
+            if self._touched:
+                with self._db:
+                    self._db.executemany("UPDATE blobs SET used_ms=? WHERE cid=?",
+                                         [(t, c) for c, t in self._touched.items()])
+                self._touched.clear()
 
     # -- quota and retention (spec 05 §5) ------------------------------------------------
 
@@ -276,7 +286,8 @@ class BlobStore:
     def _held(self) -> list[HeldBlob]:
         rows = self._db.execute(
             "SELECT cid, size, coalesce(used_ms, created_ms) FROM blobs").fetchall()
-        return [HeldBlob(bytes(c), int(n), int(u)) for c, n, u in rows]
+        return [HeldBlob(bytes(c), int(n), self._touched.get(bytes(c), int(u)))
+                for c, n, u in rows]
 
     def _evict(self, plan: GcPlan) -> None:
         for why, cids in (("expired", plan.expired), ("pressure", plan.pressure)):
@@ -285,6 +296,7 @@ class BlobStore:
             for cid in cids:  # files before rows, as in ``delete``
                 with contextlib.suppress(FileNotFoundError):
                     self._path(cid).unlink()
+                self._touched.pop(cid, None)
             with self._db:
                 self._db.executemany("DELETE FROM blobs WHERE cid=?", [(c,) for c in cids])
             if self._on_evict is not None:
@@ -313,6 +325,7 @@ class BlobStore:
         """Evict unpinned blobs unused for the retention time (and any excess over the
         quota, which a lowered quota leaves); the periodic sweep."""
         with self._lock:
+            self._flush_touched()
             plan = plan_gc(self._held(), self.pinned(), int(self._clock() * 1000),
                            self.policy)
             self._evict(plan)
@@ -453,5 +466,7 @@ class BlobStore:
                        .fetchone()[0])
 
     def close(self) -> None:
+        with contextlib.suppress(sqlite3.ProgrammingError):  # a borrowed db closed first
+            self._flush_touched()
         if self._owns_db:
             self._db.close()
