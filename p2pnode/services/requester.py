@@ -210,8 +210,7 @@ class RequesterService:
         """Create, sign and persist a job; it is acknowledged once this returns. Refused
         (WireError ``limit_exceeded``) while the machine holds its cap of open jobs, and
         (``StoreFull``) when its inputs do not fit in the blob store."""
-        if self.machine.room() is not None:
-            self.count("requester", "refused_at_cap")
+        if self.machine.room() is not None:  # counted by the machine (JobMetrics.refused)
             event(log, "jobs.cap.refused", logging.WARNING, held=len(self.jobs),
                   cap=self.machine.max_jobs)
             raise WireError(Reason.LIMIT_EXCEEDED,
