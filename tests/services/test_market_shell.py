@@ -41,7 +41,7 @@ from p2pnode.services.memory import MemoryNetwork, MemoryTransport
 from p2pnode.services.requester import RequesterService, RequesterSettings
 from p2pnode.services.worker import WorkerService, WorkerSettings
 from p2pnode.store import NodeStore
-from p2pnode.wire.reasons import Reason
+from p2pnode.wire.reasons import Reason, WireError
 
 NET = "shell"
 LEASE_S = 10
@@ -179,7 +179,8 @@ class ShellNode:
             identity=self.identity, transport=self.transport, clock=clock, rng=rng,
             store=self.store, blobs=self.blobs,
             settings=RequesterSettings(net=NET, offers=offers, lease_s=LEASE_S,
-                                       retention_ms=int(self.world.retention_s * 1000)),
+                                       retention_ms=int(self.world.retention_s * 1000),
+                                       max_jobs=self.world.max_jobs),
             table=table, capacity_of=capacity_of, addrs_of=lambda peer: [], count=count,
             on_reject=reject)
         worker = WorkerService(
@@ -228,6 +229,7 @@ class World:
     nursery: trio.Nursery = field(init=False)
     nodes: list[ShellNode] = field(default_factory=list)
     retention_s: float = 86_400.0
+    max_jobs: int = 10_000
 
     def node(self, capacity: Capacity = WORKER) -> ShellNode:
         n = ShellNode(self, len(self.nodes) + 1, capacity, self.root / f"n{len(self.nodes)}")
@@ -527,4 +529,21 @@ async def test_finished_jobs_their_rows_and_blobs_go_after_the_retention_open_on
         await r.start()
         assert set(r.requester.jobs) == {open_job.id}
         assert not r.requester.jobs[open_job.id].terminal
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_submission_at_the_cap_of_open_jobs_is_refused_and_counted(
+        world: World, autojump_clock: trio.testing.MockClock) -> None:
+    world.max_jobs = 2
+    async with trio.open_nursery() as nursery:
+        (r,) = await running(world, nursery, REQUESTER_ONLY)  # nobody runs them: all open
+        for seed in (b"1", b"2"):
+            await submit(r, seed)
+        with pytest.raises(WireError) as e:
+            await submit(r, b"3")
+        assert e.value.reason is Reason.LIMIT_EXCEEDED
+        assert len(r.requester.jobs) == 2 and len(r.store.req_jobs()) == 2
+        assert r.requester.machine.refused == 1
+        assert r.market is not None and r.market.usage()["requester_jobs"] == {
+            "held": 2, "cap": 2}
         nursery.cancel_scope.cancel()
