@@ -1,4 +1,4 @@
-"""Which blobs the store lets go, and in what order (spec 05 §5, local policy), sans-IO.
+"""Which blobs the store lets go, and in what order (spec 05 §4.4, local policy), sans-IO.
 
 A blob is *pinned* while a job that is not terminal still needs it: a requester's inputs
 and the outputs it is checking, a worker's inputs and the output it has not been judged

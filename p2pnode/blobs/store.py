@@ -9,10 +9,12 @@ Layout under ``root``::
 Index: ``blobs(cid BLOB PRIMARY KEY, size INTEGER, created_ms INTEGER, used_ms INTEGER)``.
 
 The store holds at most ``quota_bytes`` and lets blobs go by the policy of
-``p2pnode.blobs.retention`` (spec 05 §5): a put that would go over the quota first evicts
+``p2pnode.blobs.retention`` (spec 05 §4.4): a put that would go over the quota first evicts
 unpinned blobs, least recently used first, and is refused with ``StoreFull`` if that cannot
 make room; ``collect`` evicts unpinned blobs unused for ``retention_s``. Pins are held in
-memory by their owners (the market's shells pin what their open jobs need).
+memory by their owners (the market's shells pin what their open jobs need). Files being
+written under ``tmp/`` are not counted until committed; a writer stops as soon as its blob
+alone would exceed the quota.
 
 A blob is durable before ``put`` returns its cid: the content is written to a temporary
 file and fsynced, renamed to its final name, the directory fsynced, and then the index row
@@ -55,7 +57,7 @@ CREATE TABLE IF NOT EXISTS blobs (
 ) WITHOUT ROWID;
 """
 log = logging.getLogger("p2pnode.blobs")
-# Defaults of the node's `blobs_quota_bytes` and `blobs_retention_s` (spec 05 §5).
+# Defaults of the node's `blobs_quota_bytes` and `blobs_retention_s` (spec 05 §4.4).
 DEFAULT_QUOTA_BYTES = 4 << 30
 DEFAULT_RETENTION_S = 86_400
 TMP_DIR = "tmp"
@@ -110,6 +112,11 @@ class BlobWriter:
             self.abort()
             raise WireError(
                 Reason.TOO_LARGE, "blob exceeds %d bytes" % self._store.max_blob_size)
+        quota = self._store.policy.quota_bytes
+        if self.size + len(data) > quota:  # could never fit: stop writing it now
+            self.abort()
+            self._store._refused(self.size + len(data))
+            raise StoreFull(self.size + len(data), self._store.usage, quota)
         self._file.write(data)
         self._hasher.update(data)
         self.size += len(data)
@@ -263,7 +270,7 @@ class BlobStore:
                                          [(t, c) for c, t in self._touched.items()])
                 self._touched.clear()
 
-    # -- quota and retention (spec 05 §5) ------------------------------------------------
+    # -- quota and retention (spec 05 §4.4) ----------------------------------------------
 
     def pin(self, owner: Hashable, cids: Iterable[bytes]) -> None:
         """Keep ``cids`` (held or still to come) for ``owner`` until ``unpin(owner)``."""
@@ -314,12 +321,15 @@ class BlobStore:
         plan = plan_gc(self._held(), self.pinned(), int(self._clock() * 1000), self.policy,
                        size)
         if not plan.fits:
-            if self._on_refuse is not None:
-                self._on_refuse(size)
-            event(log, "blobs.quota.refused", logging.WARNING, size=size, usage=self._usage,
-                  quota=self.policy.quota_bytes)
+            self._refused(size)
             raise StoreFull(size, self._usage, self.policy.quota_bytes)
         self._evict(plan)
+
+    def _refused(self, size: int) -> None:
+        if self._on_refuse is not None:
+            self._on_refuse(size)
+        event(log, "blobs.quota.refused", logging.WARNING, size=size, usage=self._usage,
+              quota=self.policy.quota_bytes)
 
     def collect(self) -> GcPlan:
         """Evict unpinned blobs unused for the retention time (and any excess over the
@@ -391,6 +401,7 @@ class BlobStore:
             raise WireError(Reason.TOO_LARGE, "%d > %d bytes" % (len(data), self.max_blob_size))
         cid = cid_of(bytes(data))
         if self.has(cid) and self._path(cid).exists():
+            self._touch(cid)  # a put of held content is a use of it
             return cid
         with self.writer(cid) as w:
             w.write(data)

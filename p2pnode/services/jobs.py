@@ -1,6 +1,6 @@
 """The job market of one node: the ``/job/1`` dispatcher over the requester and worker
 shells, their metrics, and the housekeeping that keeps what the market stores bounded
-(the blob store's retention sweep, old rows of ``state.db``; spec 04 §8, spec 05 §5)."""
+(the blob store's retention sweep, old rows of ``state.db``; spec 04 §8, spec 05 §4.4)."""
 
 from __future__ import annotations
 

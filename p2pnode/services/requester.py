@@ -147,7 +147,7 @@ class RequesterService:
     def wake(self) -> None:
         self._wake.set()
 
-    # -- blobs an open job needs (spec 05 §5) ------------------------------------------
+    # -- blobs an open job needs (spec 05 §4.4) ----------------------------------------
 
     def _pin(self, job: RequesterJob, *more: bytes) -> None:
         """Its inputs, and the outputs it has or is checking, stay in the store while the

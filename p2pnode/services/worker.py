@@ -145,7 +145,7 @@ class WorkerService:
                 await self._wake.wait()
             self._wake = trio.Event()
 
-    # -- blobs open work needs (spec 05 §5) ---------------------------------------------
+    # -- blobs open work needs (spec 05 §4.4) -------------------------------------------
 
     def _pin(self, sj: SignedJob, *more: bytes) -> None:
         """The inputs (before they are fetched) and the output of open work stay in the

@@ -154,3 +154,15 @@ def test_usage_and_last_use_survive_a_reopen(tmp_path: Path) -> None:
     clock.t += 8
     again, _ = make(tmp_path, clock, retention_s=10)
     assert again.usage == 10 and again.collect().evict == ()
+
+
+def test_a_blob_larger_than_the_quota_is_refused_while_it_streams_in(tmp_path: Path) -> None:
+    clock = Clock()
+    store, counts = make(tmp_path, clock, quota_bytes=1000)
+    kept = store.put(b"k" * 600)
+    with store.writer() as w:
+        w.write(b"x" * 900)
+        with pytest.raises(StoreFull):
+            w.write(b"x" * 200)  # 1100 > quota: stopped before it is all on disk
+    assert counts == {"refused": 1} and store.has(kept) and store.usage == 600
+    assert list((store.root / "tmp").iterdir()) == []
