@@ -5,7 +5,9 @@ and the outputs it is checking, a worker's inputs and the output it has not been
 on. A pinned blob is never evicted. Every other blob is kept for ``retention_ms`` after
 its last use and then evicted; under pressure (a put that would take the store over its
 quota) unpinned blobs go least recently used first, ties broken by content id so that
-every replica of the rule picks the same ones. If evicting every unpinned blob would still
+every replica of the rule picks the same ones, until the store is down to
+``PRESSURE_TARGET_PERCENT`` of its quota (or nothing unpinned is left): each eviction reads
+the whole index, so one frees room for many puts. If evicting every unpinned blob would still
 not make room, nothing is evicted for it and the put is refused: emptying the cache for a
 put that fails anyway would cost every later job its inputs.
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Set
 from dataclasses import dataclass
+
+PRESSURE_TARGET_PERCENT = 90
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +62,10 @@ def plan_gc(held: Iterable[HeldBlob], pinned: Set[bytes], now_ms: int,
     pressure: list[bytes] = []
     if usage + incoming > policy.quota_bytes:
         freeable = sum(b.size for b in rest)
+        target = policy.quota_bytes * PRESSURE_TARGET_PERCENT // 100
         if usage - freeable + incoming <= policy.quota_bytes:
             for b in rest:
-                if usage + incoming <= policy.quota_bytes:
+                if usage + incoming <= target:
                     break
                 pressure.append(b.cid)
                 usage -= b.size

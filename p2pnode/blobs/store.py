@@ -266,6 +266,7 @@ class BlobStore:
         with self._lock:
             if self._touched:
                 with self._db:
+                    self._db.execute("BEGIN")
                     self._db.executemany("UPDATE blobs SET used_ms=? WHERE cid=?",
                                          [(t, c) for c, t in self._touched.items()])
                 self._touched.clear()
@@ -304,7 +305,8 @@ class BlobStore:
                 with contextlib.suppress(FileNotFoundError):
                     self._path(cid).unlink()
                 self._touched.pop(cid, None)
-            with self._db:
+            with self._db:  # one transaction (the connection autocommits otherwise)
+                self._db.execute("BEGIN")
                 self._db.executemany("DELETE FROM blobs WHERE cid=?", [(c,) for c in cids])
             if self._on_evict is not None:
                 self._on_evict(why, len(cids))

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2pnode.blobs.retention import HeldBlob, RetentionPolicy, plan_gc
+from p2pnode.blobs.retention import PRESSURE_TARGET_PERCENT, HeldBlob, RetentionPolicy, plan_gc
 from p2pnode.blobs.store import BlobStore, StoreFull
 from p2pnode.wire.cid import cid_of
 from p2pnode.wire.reasons import Reason
@@ -28,11 +28,13 @@ def test_expired_unpinned_blobs_go_and_pinned_ones_stay() -> None:
     assert plan.usage_after == 20
 
 
-def test_under_pressure_least_recently_used_go_first() -> None:
+def test_under_pressure_least_recently_used_go_first_down_to_the_target() -> None:
     a, b, c = blob(1, 40, 300), blob(2, 40, 100), blob(3, 40, 200)
-    plan = plan_gc([a, b, c], set(), 400, RetentionPolicy(quota_bytes=120, retention_ms=DAY_MS),
-                   incoming=50)
+    policy = RetentionPolicy(quota_bytes=120, retention_ms=DAY_MS)
+    plan = plan_gc([a, b, c], set(), 400, policy, incoming=30)
+    # without b, 80 + 30 would fit under 120 but not under the target of 108: c goes too
     assert plan.pressure == (b.cid, c.cid) and plan.fits and plan.usage_after == 40
+    assert plan_gc([a, b, c], set(), 400, policy).evict == ()  # at the quota: nothing
 
 
 def test_a_put_that_cannot_fit_evicts_nothing() -> None:
@@ -68,6 +70,10 @@ def test_plan_keeps_the_quota_and_every_pin(
         assert plan.fits and plan.usage_after + incoming <= quota
     else:
         assert not plan.fits and not plan.pressure
+    if plan.pressure:  # down to the target, or nothing unpinned left
+        target = quota * PRESSURE_TARGET_PERCENT // 100
+        assert plan.usage_after + incoming <= target or all(
+            b.cid in pinned or b.cid in evicted for b in held)
     if plan.pressure:  # least recently used first: no kept unpinned blob is older
         newest_evicted = max((b.used_ms, b.cid) for b in held if b.cid in plan.pressure)
         assert all((b.used_ms, b.cid) > newest_evicted for b in kept if b.cid not in pinned)
@@ -109,22 +115,27 @@ def test_store_evicts_lru_under_pressure_and_refuses_what_cannot_fit(tmp_path: P
     c = store.put(b"c" * 100)
     assert store.usage == 300
     clock.t += 1
-    d = store.put(b"d" * 100)  # b is the least recently used unpinned blob
-    assert not store.has(b) and store.has(a) and store.has(c) and store.has(d)
-    assert store.usage == 300 and counts == {"pressure": 1}
+    d = store.put(b"d" * 100)  # b, then c: the least recently used unpinned blobs
+    # down to PRESSURE_TARGET_PERCENT of the quota, so that the next puts find room
+    assert not store.has(b) and not store.has(c) and store.has(a) and store.has(d)
+    assert store.usage == 200 and counts == {"pressure": 2}
     clock.t += 1
-    store.get(c)  # a read is a use: d is now the oldest unpinned
-    store.put(b"e" * 100)
-    assert not store.has(d) and store.has(c)
-    store.pin("job", [c])
-    with pytest.raises(StoreFull) as e:
-        store.put(b"f" * 250)
-    assert e.value.reason is Reason.LIMIT_EXCEEDED and counts["refused"] == 1
-    assert store.usage <= 300 and store.has(a) and store.has(c)
+    e = store.put(b"e" * 100)
+    assert store.usage == 300 and counts == {"pressure": 2}
+    clock.t += 1
+    store.get(d)  # a read is a use: e is now the oldest unpinned
+    clock.t += 1
+    f = store.put(b"f" * 50)
+    assert not store.has(e) and store.has(d) and store.has(f) and store.usage == 250
+    store.pin("job", [d])
+    with pytest.raises(StoreFull) as err:
+        store.put(b"g" * 250)
+    assert err.value.reason is Reason.LIMIT_EXCEEDED and counts["refused"] == 1
+    assert store.usage == 250 and store.has(a) and store.has(d)
     assert list((store.root / "tmp").iterdir()) == []
     store.unpin("job")
-    store.put(b"f" * 250)
-    assert store.usage <= 300 and not store.has(a) and not store.has(c)
+    store.put(b"g" * 250)
+    assert store.usage == 250 and store.count() == 1
 
 
 def test_collect_drops_blobs_unused_for_the_retention_but_not_pinned_ones(
