@@ -21,6 +21,7 @@ from p2pnode.identity import Identity
 from p2pnode.log import event
 from p2pnode.metrics import Metrics
 from p2pnode.store import NodeStore
+from p2pnode.wire.envelope import SignatureCache
 from p2pnode.wire.reasons import Reason
 
 if TYPE_CHECKING:
@@ -57,6 +58,9 @@ class Node:
         self.caps: CapsService | None = None  # once running
         self.market: JobsService | None = None  # once running
         self.blobs: BlobStore | None = None
+        # One record of checked signatures for every channel (spec 01 ENV-12).
+        self.signatures = SignatureCache()
+        self.metrics.watch_signatures(self.signatures)
 
     @property
     def peer_id(self) -> str:
@@ -120,7 +124,8 @@ class Node:
                 config=self.config, identity=self.identity, store=self.store,
                 metrics=self.metrics, table=self.table, clock=self.clock,
                 hardware=self.hardware, gossip=Libp2pGossip(st), topic=self.topic,
-                rng=random.Random(), on_change=self._table_changed)
+                rng=random.Random(), on_change=self._table_changed,
+                verified=self.signatures)
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self.caps.run)
@@ -168,7 +173,7 @@ class Node:
                           clock=self.clock, on_evict=metrics.blobs_evicted,
                           on_refuse=metrics.blob_put_refused)
         self.blobs = blobs
-        register_job_records(st.dht, net, self.now_ms, reject)
+        register_job_records(st.dht, net, self.now_ms, reject, self.signatures)
         register_blob_protocol(st.host, blobs, net,
                                lambda r: self.metrics.reject("blob", r))
 
@@ -219,6 +224,7 @@ class Node:
             settings=WorkerSettings(net=net, device=cfg.jobs_device,
                                     discovery_interval_s=cfg.jobs_discovery_interval_s,
                                     limits=limits),
-            count=metrics.count, on_reject=reject)
+            count=metrics.count, on_reject=reject, verified=self.signatures)
         return JobsService(net=net, transport=transport, requester=requester, worker=worker,
-                           metrics=metrics, on_reject=reject, retention_s=cfg.jobs_retention_s)
+                           metrics=metrics, on_reject=reject, verified=self.signatures,
+                           retention_s=cfg.jobs_retention_s)

@@ -10,6 +10,7 @@ import trio
 from libp2p.records.validator import Validator
 
 from p2pnode.jobs.discovery import RECORD_NAMESPACE, validate_job_record
+from p2pnode.wire.envelope import SignatureCache
 from p2pnode.wire.reasons import Reason
 
 
@@ -18,13 +19,16 @@ class JobRecordValidator(Validator):  # type: ignore[misc]
     record."""
 
     def __init__(self, net: str, now_ms: Callable[[], int],
-                 on_reject: Callable[[Reason], None]) -> None:
+                 on_reject: Callable[[Reason], None],
+                 verified: SignatureCache | None = None) -> None:
         self.net = net
+        self.verified = verified
         self.now_ms = now_ms
         self.on_reject = on_reject
 
     def validate(self, key: str, value: bytes) -> None:
-        verdict, _ = validate_job_record(key, value, net=self.net, now_ms=self.now_ms())
+        verdict, _ = validate_job_record(key, value, net=self.net, now_ms=self.now_ms(),
+                                         verified=self.verified)
         if not verdict.ok:
             reason = verdict.reason  # type: ignore[union-attr]
             self.on_reject(reason)
@@ -36,8 +40,10 @@ class JobRecordValidator(Validator):  # type: ignore[misc]
 
 
 def register_job_records(dht: Any, net: str, now_ms: Callable[[], int],
-                         on_reject: Callable[[Reason], None]) -> None:
-    dht.register_validator(RECORD_NAMESPACE, JobRecordValidator(net, now_ms, on_reject))
+                         on_reject: Callable[[Reason], None],
+                         verified: SignatureCache | None = None) -> None:
+    dht.register_validator(RECORD_NAMESPACE,
+                           JobRecordValidator(net, now_ms, on_reject, verified))
 
 
 async def put_value(dht: Any, key: str, value: bytes, timeout: float) -> bool:

@@ -25,6 +25,7 @@ from p2pnode.metrics import Metrics
 from p2pnode.ports import Gossip
 from p2pnode.ratelimit import PeerRateLimiter
 from p2pnode.store import NodeStore
+from p2pnode.wire.envelope import SignatureCache
 from p2pnode.wire.reasons import Ignore, Reason
 
 log = logging.getLogger("p2pnode.caps")
@@ -51,8 +52,10 @@ class CapsService:
     def __init__(self, *, config: Config, identity: Identity, store: NodeStore,
                  metrics: Metrics, table: CapTable, clock: Callable[[], float],
                  hardware: Hardware, gossip: Gossip, topic: str,
-                 rng: random.Random, on_change: Callable[[], None] = lambda: None) -> None:
+                 rng: random.Random, on_change: Callable[[], None] = lambda: None,
+                 verified: SignatureCache | None = None) -> None:
         self.config = config
+        self.verified = verified if verified is not None else SignatureCache()  # ENV-12
         self.identity = identity
         self.store = store
         self.metrics = metrics
@@ -118,7 +121,8 @@ class CapsService:
             self._count_reject(Reason.RATE_LIMITED)
             return False
         verdict, validated = validate_ad(data, net=self.config.network, now_ms=self.now_ms(),
-                                         source=source, held_seq=self.table.held_seq)
+                                         source=source, held_seq=self.table.held_seq,
+                                         verified=self.verified)
         if not verdict.ok:
             reason = verdict.reason  # type: ignore[union-attr]
             if isinstance(verdict, Ignore):
@@ -144,7 +148,8 @@ class CapsService:
         # The validator ran on this exact message; re-running it keeps the table's
         # latest-seq-wins rule in one place (a later ad may have landed in between).
         _, validated = validate_ad(data, net=self.config.network, now_ms=self.now_ms(),
-                                   source=source, held_seq=self.table.held_seq)
+                                   source=source, held_seq=self.table.held_seq,
+                                   verified=self.verified)
         if validated is None:
             return
         if self.table.update(validated.peer_id, validated.ad, self.now_ms(), self._connected):

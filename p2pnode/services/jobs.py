@@ -31,6 +31,7 @@ from p2pnode.ports import Exchange, Transport
 from p2pnode.services.requester import RequesterService
 from p2pnode.services.worker import WorkerService
 from p2pnode.store import PRUNE_BATCH
+from p2pnode.wire.envelope import SignatureCache
 from p2pnode.wire.reasons import Reason
 
 log = logging.getLogger("p2pnode.jobs")
@@ -94,9 +95,11 @@ class JobsService:
 
     def __init__(self, *, net: str, transport: Transport, requester: RequesterService,
                  worker: WorkerService, metrics: JobMetrics,
-                 on_reject: Callable[[Reason], None], retention_s: float = 86_400,
+                 on_reject: Callable[[Reason], None],
+                 verified: SignatureCache | None = None, retention_s: float = 86_400,
                  housekeeping_s: float = HOUSEKEEPING_S) -> None:
         self.net = net
+        self.verified = verified if verified is not None else SignatureCache()  # ENV-12
         self.retention_s = retention_s
         self.housekeeping_s = housekeeping_s
         self._reported: dict[tuple[str, str], int] = {}
@@ -186,7 +189,7 @@ class JobsService:
     async def handle(self, ex: Exchange, remote: bytes, first: bytes) -> None:
         """XCH-2, XCH-3: a first message that does not open, or is signed by another key
         than the stream's peer, is counted and gets no answer (no signature for garbage)."""
-        r = route(first, remote, net=self.net)
+        r = route(first, remote, net=self.net, verified=self.verified)
         if isinstance(r, Drop):
             self.on_reject(r.reason)
             return

@@ -61,6 +61,7 @@ from p2pnode.services.clock import LocalClock
 from p2pnode.services.execution import ChildPool, ExecutionSlots, execute
 from p2pnode.store import NodeStore
 from p2pnode.wire.cid import cid_of
+from p2pnode.wire.envelope import SignatureCache
 from p2pnode.wire.reasons import Reason, WireError
 
 log = logging.getLogger("p2pnode.worker")
@@ -86,8 +87,10 @@ class WorkerService:
     def __init__(self, *, identity: Identity, machine: Worker, transport: Transport,
                  clock: LocalClock, rng: random.Random, store: NodeStore, blobs: BlobStore,
                  settings: WorkerSettings, count: Count,
-                 on_reject: Callable[[Reason], None]) -> None:
+                 on_reject: Callable[[Reason], None],
+                 verified: SignatureCache | None = None) -> None:
         self.identity = identity
+        self.verified = verified if verified is not None else SignatureCache()  # ENV-12
         self.machine = machine
         self.transport = transport
         self.clock = clock
@@ -472,7 +475,8 @@ class WorkerService:
         if raw is None:
             return None
         verdict, sj = discovery.validate_job_record(key, raw, net=self.net,
-                                                    now_ms=self.clock.wall_ms())
+                                                    now_ms=self.clock.wall_ms(),
+                                                    verified=self.verified)
         if sj is None:
             self.on_reject(verdict.reason)  # type: ignore[union-attr]
         return sj

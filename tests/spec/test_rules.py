@@ -24,7 +24,7 @@ RULE_REF = re.compile(r"\b(%s)-(\d+)\b" % "|".join(PREFIXES))
 # memory bounds, the network stack, what a node sends and stores, timing and load, the
 # runtime of executions. Those of spec 04 are exactly the ones its §1.3 names.
 NOT_BY_VECTORS_04 = {"JOB-5", "XCH-1", "XCH-12", "EXE-9"}
-NOT_BY_VECTORS = {"ID-5", "ID-6", "TBL-5", "TBL-6", "RL-2", "RL-3"} | {
+NOT_BY_VECTORS = {"ID-5", "ID-6", "ENV-12", "TBL-5", "TBL-6", "RL-2", "RL-3"} | {
     f"PUB-{i}" for i in range(1, 9)} | {
     f"NET-{i}" for i in range(1, 13)} | {"BLOB-4", "BLOB-6", "BLOB-15"} | NOT_BY_VECTORS_04
 
