@@ -73,6 +73,8 @@ class JobMetrics:
                                     "quota even after eviction", registry=registry)
         self.pruned = Counter("p2pnode_store_pruned", "Rows of state.db deleted by retention, "
                               "by table", ["table"], registry=registry)
+        self.rows = Gauge("p2pnode_store_rows", "Rows of state.db's tables that retention "
+                          "prunes, by table", ["table"], registry=registry)
         for role in ("requester", "worker"):
             for why in ("retention", "cap"):
                 self.forgotten.labels(role=role, why=why)
@@ -185,6 +187,8 @@ class JobsService:
                         break
             if pruned:
                 event(log, "store.pruned", **pruned)
+            for table, n in (await trio.to_thread.run_sync(store.row_counts)).items():
+                self.metrics.rows.labels(table=table).set(n)
 
     async def handle(self, ex: Exchange, remote: bytes, first: bytes) -> None:
         """XCH-2, XCH-3: a first message that does not open, or is signed by another key

@@ -524,6 +524,9 @@ async def test_finished_jobs_their_rows_and_blobs_go_after_the_retention_open_on
         assert not r.blobs.has(output) and not w.blobs.has(output)
         assert all(r.blobs.has(c) for _, c in open_job.spec.inputs)  # pinned: still open
         assert w.blobs.count() == 0
+        assert r.market is not None
+        assert r.market.metrics.pruned.labels(table="req_jobs")._value.get() == 1
+        assert r.market.metrics.rows.labels(table="req_jobs")._value.get() == 1
         # a restart resumes the open job
         await r.stop()
         await r.start()
@@ -544,6 +547,9 @@ async def test_a_submission_at_the_cap_of_open_jobs_is_refused_and_counted(
         assert e.value.reason is Reason.LIMIT_EXCEEDED
         assert len(r.requester.jobs) == 2 and len(r.store.req_jobs()) == 2
         assert r.requester.machine.refused == 1
+        await trio.sleep(2)  # the gauges' next round
+        assert r.market is not None
+        assert r.market.metrics.refused.labels(role="requester")._value.get() == 1
         assert r.market is not None and r.market.usage()["requester_jobs"] == {
             "held": 2, "cap": 2}
         nursery.cancel_scope.cancel()
