@@ -164,6 +164,14 @@ def _ask(a: argparse.Namespace, cmd: str, args: dict[str, Any] | None = None) ->
     return call(resolve_home(a.home), cmd, args)
 
 
+def _size(n: int) -> str:
+    units = ("B", "KiB", "MiB", "GiB")
+    x, i = float(n), 0
+    while x >= 1024 and i < len(units) - 1:
+        x, i = x / 1024, i + 1
+    return f"{n} B" if i == 0 else f"{x:.1f} {units[i]}"
+
+
 def cmd_status(a: argparse.Namespace) -> int:
     st = _ask(a, "status")
     if a.json:
@@ -181,6 +189,14 @@ def cmd_status(a: argparse.Namespace) -> int:
     if jobs:
         req = ", ".join(f"{k} {v}" for k, v in sorted(jobs["requested"].items())) or "none"
         print(f"jobs        requested: {req}; working on {jobs['working']}/{jobs['slots']}")
+    limits = st.get("limits") or {}
+    if limits:
+        b = limits["blobs"]
+        print(f"blobs       {_size(b['bytes'])} of {_size(b['quota'])}"
+              f" ({100 * b['bytes'] // max(1, b['quota'])}%)")
+        held = ", ".join(f"{k.replace('_', ' ')} {v['held']}/{v['cap']}"
+                         for k, v in limits.items() if k != "blobs")
+        print(f"held        {held}")
     for addr in st["addrs"]:
         print(f"listening   {addr}")
     return EXIT_OK

@@ -47,6 +47,9 @@ class Config:
     jobs_wasm_fuel: int = 10_000_000_000
     jobs_wasm_memory_bytes: int = 256 << 20
     jobs_matmul_max_n: int = 2048
+    jobs_retention_s: int = 86_400
+    blobs_quota_bytes: int = 4 << 30
+    blobs_retention_s: int = 86_400
     api_listen: str = "127.0.0.1:0"
     metrics_listen: str = "127.0.0.1:9464"
     log_level: str = "info"
@@ -78,6 +81,9 @@ _KEYS: dict[tuple[str, str], str] = {
     ("jobs", "wasm_fuel"): "jobs_wasm_fuel",
     ("jobs", "wasm_memory_bytes"): "jobs_wasm_memory_bytes",
     ("jobs", "matmul_max_n"): "jobs_matmul_max_n",
+    ("jobs", "retention_s"): "jobs_retention_s",
+    ("blobs", "quota_bytes"): "blobs_quota_bytes",
+    ("blobs", "retention_s"): "blobs_retention_s",
     ("api", "listen"): "api_listen",
     ("metrics", "listen"): "metrics_listen",
     ("log", "level"): "log_level",
@@ -146,6 +152,16 @@ wall_time_s = {t(v["jobs_wall_time_s"])}
 wasm_fuel = {t(v["jobs_wasm_fuel"])}
 wasm_memory_bytes = {t(v["jobs_wasm_memory_bytes"])}
 matmul_max_n = {t(v["jobs_matmul_max_n"])}
+# Seconds a finished job stays in memory and in state.db (then only its blobs' retention
+# and the ledger remember it). Open jobs are never forgotten.
+retention_s = {t(v["jobs_retention_s"])}
+
+[blobs]
+# The blob store (inputs and outputs of jobs) holds at most quota_bytes. Blobs an open job
+# needs are kept; others go retention_s after their last use, and least recently used
+# first when a new blob would not fit. A blob that cannot fit even then is refused.
+quota_bytes = {t(v["blobs_quota_bytes"])}
+retention_s = {t(v["blobs_retention_s"])}
 
 [api]
 # Admin API (used by the p2pnode CLI): host:port on loopback; port 0 picks a free one and
@@ -201,4 +217,6 @@ def load_config(path: Path) -> Config:
     cfg = replace(defaults, **kw)
     if not 10 <= cfg.caps_ttl_s <= 86_400:
         raise ConfigError(f"{path}: [caps] ttl_s must be in 10..86400")
+    if cfg.blobs_quota_bytes < cfg.jobs_max_blob_bytes:
+        raise ConfigError(f"{path}: [blobs] quota_bytes must be at least [jobs] max_blob_bytes")
     return cfg

@@ -186,12 +186,15 @@ class Node:
             self.metrics.reject("job", reason)
 
         transport = Libp2pTransport(st, net, reject)
+        metrics = JobMetrics(self.metrics.registry)
         blobs = BlobStore(self.home / "blobs", self.home / "blobs.db",
-                          max_blob_size=cfg.jobs_max_blob_bytes)
+                          max_blob_size=cfg.jobs_max_blob_bytes,
+                          quota_bytes=cfg.blobs_quota_bytes, retention_s=cfg.blobs_retention_s,
+                          clock=self.clock, on_evict=metrics.blobs_evicted,
+                          on_refuse=metrics.blob_put_refused)
         self.blobs = blobs
         register_blob_protocol(st.host, blobs, net,
                                lambda r: self.metrics.reject("blob", r))
-        metrics = JobMetrics(self.metrics.registry)
 
         def table() -> list[Candidate]:
             return [Candidate(e.peer_id, e.ad.signer, Capacity.of_ad(e.ad))
@@ -227,17 +230,20 @@ class Node:
             settings=RequesterSettings(net=net, offers=cfg.jobs_offer,
                                        max_blob_bytes=cfg.jobs_max_blob_bytes,
                                        max_price=cfg.jobs_max_price, lease_s=cfg.jobs_lease_s,
-                                       deadline_s=cfg.jobs_deadline_s),
+                                       deadline_s=cfg.jobs_deadline_s,
+                                       retention_ms=cfg.jobs_retention_s * 1000),
             table=table, capacity_of=capacity_of, addrs_of=addrs_of, count=metrics.count,
             on_reject=reject)
         worker = WorkerService(
             identity=self.identity,
             machine=Worker(net, self.identity.public_key, me, cfg.jobs_concurrency,
-                           wall_time_s=cfg.jobs_wall_time_s),
+                           wall_time_s=cfg.jobs_wall_time_s,
+                           retention_ms=cfg.jobs_retention_s * 1000),
             transport=transport, clock=clock, rng=rng, store=self.store, blobs=blobs,
             settings=WorkerSettings(net=net, device=cfg.jobs_device,
                                     discovery_interval_s=cfg.jobs_discovery_interval_s,
                                     limits=limits),
             count=metrics.count, on_reject=reject, verified=self.signatures)
         return JobsService(net=net, transport=transport, requester=requester, worker=worker,
-                           metrics=metrics, on_reject=reject, verified=self.signatures)
+                           metrics=metrics, on_reject=reject, verified=self.signatures,
+                           retention_s=cfg.jobs_retention_s)
