@@ -115,6 +115,12 @@ def cmd_run(a: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
+    from p2pnode.api.admission import api_listen_refusal
+
+    refusal = api_listen_refusal(cfg.api_listen, cfg.api_allow_remote)
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return EXIT_ERROR
     from p2pnode.net.host import ListenAddressInUse, check_listen_addrs
 
     try:

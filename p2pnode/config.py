@@ -48,6 +48,9 @@ class Config:
     jobs_wasm_memory_bytes: int = 256 << 20
     jobs_matmul_max_n: int = 2048
     api_listen: str = "127.0.0.1:0"
+    api_allow_remote: bool = False
+    api_max_connections: int = 32
+    api_idle_timeout_s: float = 10.0
     metrics_listen: str = "127.0.0.1:9464"
     log_level: str = "info"
 
@@ -79,6 +82,9 @@ _KEYS: dict[tuple[str, str], str] = {
     ("jobs", "wasm_memory_bytes"): "jobs_wasm_memory_bytes",
     ("jobs", "matmul_max_n"): "jobs_matmul_max_n",
     ("api", "listen"): "api_listen",
+    ("api", "allow_remote"): "api_allow_remote",
+    ("api", "max_connections"): "api_max_connections",
+    ("api", "idle_timeout_s"): "api_idle_timeout_s",
     ("metrics", "listen"): "metrics_listen",
     ("log", "level"): "log_level",
 }
@@ -151,6 +157,14 @@ matmul_max_n = {t(v["jobs_matmul_max_n"])}
 # Admin API (used by the p2pnode CLI): host:port on loopback; port 0 picks a free one and
 # writes it to api.json in the node home, with an access token (mode 0600).
 listen = {t(v["api_listen"])}
+# An address outside loopback is refused unless allow_remote = true: the API is plain TCP,
+# so its token would cross the network in clear.
+allow_remote = {t(v["api_allow_remote"])}
+# Connections open at once; when full, a new one pushes out the oldest that has not yet
+# shown the token. A connection that sends no complete request for idle_timeout_s seconds
+# is closed (both apply before the token is checked).
+max_connections = {t(v["api_max_connections"])}
+idle_timeout_s = {t(v["api_idle_timeout_s"])}
 
 [metrics]
 # Prometheus metrics as text at http://<listen>/metrics. Empty string disables.
