@@ -30,6 +30,7 @@ class Config:
     listen: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4001",)
     bootstrap: tuple[str, ...] = ()
     bootstrap_retry_max_s: float = 30.0
+    net_private_addrs: str = "auto"
     caps_interval_s: float = 60.0
     caps_ttl_s: int = 180
     caps_probe_gpus: bool = True
@@ -64,6 +65,7 @@ _KEYS: dict[tuple[str, str], str] = {
     ("node", "listen"): "listen",
     ("node", "bootstrap"): "bootstrap",
     ("node", "bootstrap_retry_max_s"): "bootstrap_retry_max_s",
+    ("node", "private_addrs"): "net_private_addrs",
     ("caps", "interval_s"): "caps_interval_s",
     ("caps", "ttl_s"): "caps_ttl_s",
     ("caps", "probe_gpus"): "caps_probe_gpus",
@@ -119,6 +121,10 @@ listen = {t(v["listen"])}
 # exponential backoff up to bootstrap_retry_max_s between tries while none is connected.
 bootstrap = {t(v["bootstrap"])}
 bootstrap_retry_max_s = {t(v["bootstrap_retry_max_s"])}
+# Dial loopback, private and link-local addresses taken from other nodes' ads (spec 03,
+# ADDR-6): "allow", "deny", or "auto" (allow when this node's own listen or bootstrap
+# addresses are such addresses and no bootstrap address is public).
+private_addrs = {t(v["net_private_addrs"])}
 
 [caps]
 # Seconds between capability ads (each jittered by +-10%); an ad is also sent on change.
@@ -213,6 +219,10 @@ def load_config(path: Path) -> Config:
                 raise ConfigError(f"{path}: [{section}] {key} must be {type(default).__name__}")
             kw[name] = value
     cfg = replace(defaults, **kw)
+    if cfg.net_private_addrs not in ("auto", "allow", "deny"):
+        raise ConfigError(f"{path}: [node] private_addrs must be auto, allow or deny")
+    if cfg.api_max_connections < 1 or cfg.api_idle_timeout_s <= 0:
+        raise ConfigError(f"{path}: [api] max_connections and idle_timeout_s must be positive")
     if not 10 <= cfg.caps_ttl_s <= 86_400:
         raise ConfigError(f"{path}: [caps] ttl_s must be in 10..86400")
     return cfg

@@ -121,7 +121,9 @@ def _prepare(opts: TestnetOptions, root: Path, i: int, ports: NodePorts) -> Node
     else:
         identity = Identity.generate()
         save_identity(identity, key)
+    # Every node is on loopback: their ads carry 127.0.0.1 addresses (ADDR-6).
     cfg = Config(network=opts.network, listen=(f"/ip4/127.0.0.1/tcp/{ports.listen}",),
+                 net_private_addrs="allow",
                  api_listen=f"127.0.0.1:{ports.api}",
                  metrics_listen=f"127.0.0.1:{ports.metrics}",
                  caps_interval_s=opts.caps_interval,
@@ -130,10 +132,17 @@ def _prepare(opts: TestnetOptions, root: Path, i: int, ports: NodePorts) -> Node
     return NodeProc(index=i, home=home, peer_id=identity.peer_id, ports=ports)
 
 
-def _start(node: NodeProc, bootstrap: str | None, lifeline: int) -> None:
-    """Start one node; it stops when ``lifeline``'s write end closes (the launcher died)."""
-    cmd = [sys.executable, "-m", "p2pnode", "run", "--home", str(node.home),
-           "--exit-with-fd", str(lifeline)]
+def prepare_nodes(opts: TestnetOptions, root: Path) -> list[NodeProc]:
+    """The homes of ``opts.n`` nodes under ``root``, every port chosen up front."""
+    return [_prepare(opts, root, i, p) for i, p in enumerate(plan_ports(opts.n, opts.base_port))]
+
+
+def _start(node: NodeProc, bootstrap: str | None, lifeline: int | None = None) -> None:
+    """Start one node; it stops when ``lifeline``'s write end closes (the launcher died),
+    and on Linux when this process dies."""
+    cmd = [sys.executable, "-m", "p2pnode", "run", "--home", str(node.home)]
+    if lifeline is not None:
+        cmd += ["--exit-with-fd", str(lifeline)]
     if bootstrap:
         cmd += ["--bootstrap", bootstrap]
     log = open(node.home / "stdout.log", "ab")  # noqa: SIM115 - owned by the process
@@ -142,7 +151,8 @@ def _start(node: NodeProc, bootstrap: str | None, lifeline: int) -> None:
     # preexec_fn is unsafe only in a process with threads; the launcher runs none.
     node.proc = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
-        pass_fds=(lifeline,), preexec_fn=lambda: set_parent_death_signal(me),
+        pass_fds=() if lifeline is None else (lifeline,),
+        preexec_fn=lambda: set_parent_death_signal(me),
         # Not in the launcher's process group: a Ctrl-C reaches the launcher only, which
         # then stops the nodes in order and still polls them for the report.
         start_new_session=True)
@@ -192,7 +202,7 @@ def _stop(nodes: list[NodeProc]) -> None:
             n.proc.wait()
 
 
-def start_network(nodes: list[NodeProc], lifeline: int) -> str:
+def start_network(nodes: list[NodeProc], lifeline: int | None = None) -> str:
     """Start node 0, then every other node with node 0 as bootstrap peer; return its
     address. Raises RuntimeError if a node does not come up."""
     _start(nodes[0], None, lifeline)
@@ -380,8 +390,7 @@ def run_testnet(opts: TestnetOptions) -> int:
     previous = {sig: signal.signal(sig, on_signal)
                 for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     try:
-        nodes = [_prepare(opts, root, i, p)
-                 for i, p in enumerate(plan_ports(opts.n, opts.base_port))]
+        nodes = prepare_nodes(opts, root)
         jobs = JobDriver(opts, nodes) if opts.jobs > 0 else None
         _say(opts, f"starting {opts.n} nodes in {root}")
         boot = start_network(nodes, lifeline_r)

@@ -12,7 +12,6 @@ Two mechanisms, because either alone has a gap:
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import signal
 import sys
@@ -24,16 +23,21 @@ PR_SET_PDEATHSIG = 1
 HARD_EXIT_AFTER_S = 6.0
 
 
+# Loaded in the parent: between fork and exec the child must not load libraries or run
+# subprocesses (``ctypes.util.find_library`` does), it may only call into them.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
 def set_parent_death_signal(parent_pid: int) -> None:
     """In the child, between fork and exec: SIGTERM us when our parent dies (Linux only).
 
-    If the parent died before the request took effect, we would never get the signal, so
-    a changed parent pid means the child exits at once.
+    The kernel sends it when the *thread* that forked us exits, so start nodes from the
+    main thread. If the parent died before the request took effect, we would never get
+    the signal, so a changed parent pid means the child exits at once.
     """
-    if not sys.platform.startswith("linux"):
+    if _LIBC is None:
         return
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    _LIBC.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
     if os.getppid() != parent_pid:
         os._exit(1)
 
