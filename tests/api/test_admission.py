@@ -102,3 +102,25 @@ def test_p2pnode_run_refuses_a_remote_api_address_unless_allowed(
     err = capsys.readouterr().err
     assert code == cli.EXIT_ERROR
     assert "is not a loopback address" in err and "allow_remote = true" in err
+
+
+@pytest.mark.parametrize("toml", ['[node]\nprivate_addrs = "maybe"\n',
+                                  "[api]\nmax_connections = 0\n",
+                                  "[api]\nidle_timeout_s = 0\n"])
+def test_config_refuses_bad_limits(tmp_path: Path, toml: str) -> None:
+    from p2pnode.config import ConfigError, load_config
+
+    (tmp_path / "config.toml").write_text(toml)
+    with pytest.raises(ConfigError):
+        load_config(tmp_path / "config.toml")
+
+
+def test_config_reads_the_new_keys(tmp_path: Path) -> None:
+    from p2pnode.config import load_config
+
+    (tmp_path / "config.toml").write_text(
+        '[node]\nprivate_addrs = "deny"\n[api]\nallow_remote = true\nmax_connections = 4\n'
+        "idle_timeout_s = 2\n")
+    cfg = load_config(tmp_path / "config.toml")
+    assert (cfg.net_private_addrs, cfg.api_allow_remote, cfg.api_max_connections,
+            cfg.api_idle_timeout_s) == ("deny", True, 4, 2.0)
