@@ -30,6 +30,7 @@ class Config:
     listen: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4001",)
     bootstrap: tuple[str, ...] = ()
     bootstrap_retry_max_s: float = 30.0
+    net_private_addrs: str = "auto"
     caps_interval_s: float = 60.0
     caps_ttl_s: int = 180
     caps_probe_gpus: bool = True
@@ -51,6 +52,9 @@ class Config:
     blobs_quota_bytes: int = 4 << 30
     blobs_retention_s: int = 86_400
     api_listen: str = "127.0.0.1:0"
+    api_allow_remote: bool = False
+    api_max_connections: int = 32
+    api_idle_timeout_s: float = 10.0
     metrics_listen: str = "127.0.0.1:9464"
     log_level: str = "info"
 
@@ -64,6 +68,7 @@ _KEYS: dict[tuple[str, str], str] = {
     ("node", "listen"): "listen",
     ("node", "bootstrap"): "bootstrap",
     ("node", "bootstrap_retry_max_s"): "bootstrap_retry_max_s",
+    ("node", "private_addrs"): "net_private_addrs",
     ("caps", "interval_s"): "caps_interval_s",
     ("caps", "ttl_s"): "caps_ttl_s",
     ("caps", "probe_gpus"): "caps_probe_gpus",
@@ -85,6 +90,9 @@ _KEYS: dict[tuple[str, str], str] = {
     ("blobs", "quota_bytes"): "blobs_quota_bytes",
     ("blobs", "retention_s"): "blobs_retention_s",
     ("api", "listen"): "api_listen",
+    ("api", "allow_remote"): "api_allow_remote",
+    ("api", "max_connections"): "api_max_connections",
+    ("api", "idle_timeout_s"): "api_idle_timeout_s",
     ("metrics", "listen"): "metrics_listen",
     ("log", "level"): "log_level",
 }
@@ -119,6 +127,10 @@ listen = {t(v["listen"])}
 # exponential backoff up to bootstrap_retry_max_s between tries while none is connected.
 bootstrap = {t(v["bootstrap"])}
 bootstrap_retry_max_s = {t(v["bootstrap_retry_max_s"])}
+# Dial loopback, private and link-local addresses taken from other nodes' ads (spec 03,
+# ADDR-6): "allow", "deny", or "auto" (allow when this node's own listen or bootstrap
+# addresses are such addresses and no bootstrap address is public).
+private_addrs = {t(v["net_private_addrs"])}
 
 [caps]
 # Seconds between capability ads (each jittered by +-10%); an ad is also sent on change.
@@ -167,6 +179,14 @@ retention_s = {t(v["blobs_retention_s"])}
 # Admin API (used by the p2pnode CLI): host:port on loopback; port 0 picks a free one and
 # writes it to api.json in the node home, with an access token (mode 0600).
 listen = {t(v["api_listen"])}
+# An address outside loopback is refused unless allow_remote = true: the API is plain TCP,
+# so its token would cross the network in clear.
+allow_remote = {t(v["api_allow_remote"])}
+# Connections open at once; when full, a new one pushes out the oldest that has not yet
+# shown the token. A connection that sends no complete request for idle_timeout_s seconds
+# is closed (both apply before the token is checked).
+max_connections = {t(v["api_max_connections"])}
+idle_timeout_s = {t(v["api_idle_timeout_s"])}
 
 [metrics]
 # Prometheus metrics as text at http://<listen>/metrics. Empty string disables.
@@ -215,6 +235,10 @@ def load_config(path: Path) -> Config:
                 raise ConfigError(f"{path}: [{section}] {key} must be {type(default).__name__}")
             kw[name] = value
     cfg = replace(defaults, **kw)
+    if cfg.net_private_addrs not in ("auto", "allow", "deny"):
+        raise ConfigError(f"{path}: [node] private_addrs must be auto, allow or deny")
+    if cfg.api_max_connections < 1 or cfg.api_idle_timeout_s <= 0:
+        raise ConfigError(f"{path}: [api] max_connections and idle_timeout_s must be positive")
     if not 10 <= cfg.caps_ttl_s <= 86_400:
         raise ConfigError(f"{path}: [caps] ttl_s must be in 10..86400")
     if cfg.blobs_quota_bytes < cfg.jobs_max_blob_bytes:

@@ -166,6 +166,7 @@ class Node:
 
     def _build_market(self, st: NetStack) -> JobsService:
         """Wire the job market: its machines behind typed ports (spec 04)."""
+        from p2pnode.addrpolicy import filter_ad_addrs, private_addrs_allowed
         from p2pnode.blobs.store import BlobStore
         from p2pnode.jobs.executors.base import Limits
         from p2pnode.jobs.matching import Capacity
@@ -206,14 +207,17 @@ class Node:
                 return None
             return Capacity.of_ad(e.ad)
 
+        allow_private = private_addrs_allowed(cfg.net_private_addrs, cfg.listen, cfg.bootstrap)
+
         def addrs_of(peer: str) -> list[str]:
+            # Addresses from ads, so only those the address policy allows (ADDR-1).
             e = self.table.get(peer)
             if e is not None and e.ad.addrs:
-                return list(e.ad.addrs)
+                return filter_ad_addrs(e.ad.addrs, allow_private).dialable
             # After a restart the table is empty until the peer's next ad, but a resumed
             # verification (XCH-10) must still reach its worker at once (VER-1 re-dials it):
             # without this its fetches fail back to back and the worker is blamed.
-            return self.store.peer_addrs(peer)
+            return filter_ad_addrs(self.store.peer_addrs(peer), allow_private).dialable
 
         hw = self.hardware
         assert hw is not None
