@@ -50,7 +50,7 @@ def bench_overhead(nodes_n: int, jobs: int, n: int, rate: float) -> dict[str, An
     root = Path(tempfile.mkdtemp(prefix="p2pnode-bench-"))
     opts = launcher.TestnetOptions(n=nodes_n, directory=root, network="bench",
                                    caps_interval=5.0)
-    nodes = [launcher._prepare(opts, root, i) for i in range(nodes_n)]
+    nodes = launcher.prepare_nodes(opts, root)
     try:
         launcher.start_network(nodes)
         launcher.wait_caps_converged(nodes, 60)

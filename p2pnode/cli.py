@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from p2pnode import __version__
 from p2pnode.config import (
@@ -20,6 +20,9 @@ from p2pnode.config import (
     render_template,
     resolve_home,
 )
+
+if TYPE_CHECKING:
+    import trio
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 
@@ -112,6 +115,12 @@ def cmd_run(a: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
+    from p2pnode.api.admission import api_listen_refusal
+
+    refusal = api_listen_refusal(cfg.api_listen, cfg.api_allow_remote)
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return EXIT_ERROR
     from p2pnode.net.host import ListenAddressInUse, check_listen_addrs
 
     try:
@@ -124,8 +133,12 @@ def cmd_run(a: argparse.Namespace) -> int:
     node = Node(home, cfg, identity)
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # The receiver outlives the nursery: a second SIGTERM during shutdown (the launcher's
+        # death signal right after its pipe closed) must not meet the default handler.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                if a.exit_with_fd is not None:
+                    nursery.start_soon(_exit_with_launcher, a.exit_with_fd, nursery.cancel_scope)
                 await nursery.start(node.run)
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
@@ -155,6 +168,16 @@ def cmd_run(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _exit_with_launcher(fd: int, scope: trio.CancelScope) -> None:
+    """Stop the node when the launcher that started it is gone (testnet/README.md)."""
+    from p2pnode.testnet.lifeline import arm_hard_exit, wait_for_eof
+
+    await wait_for_eof(fd)
+    print("launcher gone; stopping", file=sys.stderr, flush=True)
+    arm_hard_exit()
+    scope.cancel()
+
+
 # -- commands that ask a running node ---------------------------------------------------
 
 
@@ -162,6 +185,14 @@ def _ask(a: argparse.Namespace, cmd: str, args: dict[str, Any] | None = None) ->
     from p2pnode.api.client import call
 
     return call(resolve_home(a.home), cmd, args)
+
+
+def _size(n: int) -> str:
+    units = ("B", "KiB", "MiB", "GiB")
+    x, i = float(n), 0
+    while x >= 1024 and i < len(units) - 1:
+        x, i = x / 1024, i + 1
+    return f"{n} B" if i == 0 else f"{x:.1f} {units[i]}"
 
 
 def cmd_status(a: argparse.Namespace) -> int:
@@ -181,6 +212,14 @@ def cmd_status(a: argparse.Namespace) -> int:
     if jobs:
         req = ", ".join(f"{k} {v}" for k, v in sorted(jobs["requested"].items())) or "none"
         print(f"jobs        requested: {req}; working on {jobs['working']}/{jobs['slots']}")
+    limits = st.get("limits") or {}
+    if limits:
+        b = limits["blobs"]
+        print(f"blobs       {_size(b['bytes'])} of {_size(b['quota'])}"
+              f" ({100 * b['bytes'] // max(1, b['quota'])}%)")
+        held = ", ".join(f"{k.replace('_', ' ')} {v['held']}/{v['cap']}"
+                         for k, v in limits.items() if k != "blobs")
+        print(f"held        {held}")
     for addr in st["addrs"]:
         print(f"listening   {addr}")
     return EXIT_OK
@@ -397,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--api", help="override [api] listen")
     sp.add_argument("--caps-interval", type=float, help="override [caps] interval_s")
     sp.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    # Set by `p2pnode testnet up`: stop when this pipe's write end closes (the launcher died).
+    sp.add_argument("--exit-with-fd", type=int, help=argparse.SUPPRESS)
 
     add("status", "show the running node's identity, peers and counters", cmd_status)
     add("peers", "list connected peers", cmd_peers)

@@ -32,6 +32,7 @@ class Config:
     listen: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4001",)
     bootstrap: tuple[str, ...] = ()
     bootstrap_retry_max_s: float = 30.0
+    net_private_addrs: str = "auto"
     caps_interval_s: float = 60.0
     caps_ttl_s: int = 180
     caps_probe_gpus: bool = True
@@ -49,7 +50,13 @@ class Config:
     jobs_wasm_fuel: int = 10_000_000_000
     jobs_wasm_memory_bytes: int = 256 << 20
     jobs_matmul_max_n: int = 2048
+    jobs_retention_s: int = 86_400
+    blobs_quota_bytes: int = 4 << 30
+    blobs_retention_s: int = 86_400
     api_listen: str = "127.0.0.1:0"
+    api_allow_remote: bool = False
+    api_max_connections: int = 32
+    api_idle_timeout_s: float = 10.0
     metrics_listen: str = "127.0.0.1:9464"
     peers_max_connections: int = MAX_CONNECTIONS
     peers_max_connections_per_ip: int = MAX_CONNECTIONS_PER_IP
@@ -67,6 +74,7 @@ _KEYS: dict[tuple[str, str], str] = {
     ("node", "listen"): "listen",
     ("node", "bootstrap"): "bootstrap",
     ("node", "bootstrap_retry_max_s"): "bootstrap_retry_max_s",
+    ("node", "private_addrs"): "net_private_addrs",
     ("caps", "interval_s"): "caps_interval_s",
     ("caps", "ttl_s"): "caps_ttl_s",
     ("caps", "probe_gpus"): "caps_probe_gpus",
@@ -84,7 +92,13 @@ _KEYS: dict[tuple[str, str], str] = {
     ("jobs", "wasm_fuel"): "jobs_wasm_fuel",
     ("jobs", "wasm_memory_bytes"): "jobs_wasm_memory_bytes",
     ("jobs", "matmul_max_n"): "jobs_matmul_max_n",
+    ("jobs", "retention_s"): "jobs_retention_s",
+    ("blobs", "quota_bytes"): "blobs_quota_bytes",
+    ("blobs", "retention_s"): "blobs_retention_s",
     ("api", "listen"): "api_listen",
+    ("api", "allow_remote"): "api_allow_remote",
+    ("api", "max_connections"): "api_max_connections",
+    ("api", "idle_timeout_s"): "api_idle_timeout_s",
     ("metrics", "listen"): "metrics_listen",
     ("peers", "max_connections"): "peers_max_connections",
     ("peers", "max_connections_per_ip"): "peers_max_connections_per_ip",
@@ -123,6 +137,10 @@ listen = {t(v["listen"])}
 # exponential backoff up to bootstrap_retry_max_s between tries while none is connected.
 bootstrap = {t(v["bootstrap"])}
 bootstrap_retry_max_s = {t(v["bootstrap_retry_max_s"])}
+# Dial loopback, private and link-local addresses taken from other nodes' ads (spec 03,
+# ADDR-6): "allow", "deny", or "auto" (allow when this node's own listen or bootstrap
+# addresses are such addresses and no bootstrap address is public).
+private_addrs = {t(v["net_private_addrs"])}
 
 [caps]
 # Seconds between capability ads (each jittered by +-10%); an ad is also sent on change.
@@ -156,18 +174,36 @@ wall_time_s = {t(v["jobs_wall_time_s"])}
 wasm_fuel = {t(v["jobs_wasm_fuel"])}
 wasm_memory_bytes = {t(v["jobs_wasm_memory_bytes"])}
 matmul_max_n = {t(v["jobs_matmul_max_n"])}
+# Seconds a finished job stays in memory and in state.db (then only its blobs' retention
+# and the ledger remember it). Open jobs are never forgotten.
+retention_s = {t(v["jobs_retention_s"])}
+
+[blobs]
+# The blob store (inputs and outputs of jobs) holds at most quota_bytes. Blobs an open job
+# needs are kept; others go retention_s after their last use, and least recently used
+# first when a new blob would not fit. A blob that cannot fit even then is refused.
+quota_bytes = {t(v["blobs_quota_bytes"])}
+retention_s = {t(v["blobs_retention_s"])}
 
 [api]
 # Admin API (used by the p2pnode CLI): host:port on loopback; port 0 picks a free one and
 # writes it to api.json in the node home, with an access token (mode 0600).
 listen = {t(v["api_listen"])}
+# An address outside loopback is refused unless allow_remote = true: the API is plain TCP,
+# so its token would cross the network in clear.
+allow_remote = {t(v["api_allow_remote"])}
+# Connections open at once; when full, a new one pushes out the oldest that has not yet
+# shown the token. A connection that sends no complete request for idle_timeout_s seconds
+# is closed (both apply before the token is checked).
+max_connections = {t(v["api_max_connections"])}
+idle_timeout_s = {t(v["api_idle_timeout_s"])}
 
 [metrics]
 # Prometheus metrics as text at http://<listen>/metrics. Empty string disables.
 listen = {t(v["metrics_listen"])}
 
 [peers]
-# Connections kept (spec 03 §5.2): above max_connections the least valued peers that are
+# Connections kept (spec 03 §5.5): above max_connections the least valued peers that are
 # not protected (bootstrap peers, lease counterparts) are disconnected; at most
 # max_connections_per_ip peers per remote IP, loopback exempt unless limit_loopback.
 max_connections = {t(v["peers_max_connections"])}
@@ -219,6 +255,10 @@ def load_config(path: Path) -> Config:
                 raise ConfigError(f"{path}: [{section}] {key} must be {type(default).__name__}")
             kw[name] = value
     cfg = replace(defaults, **kw)
+    if cfg.net_private_addrs not in ("auto", "allow", "deny"):
+        raise ConfigError(f"{path}: [node] private_addrs must be auto, allow or deny")
+    if cfg.api_max_connections < 1 or cfg.api_idle_timeout_s <= 0:
+        raise ConfigError(f"{path}: [api] max_connections and idle_timeout_s must be positive")
     if not 10 <= cfg.caps_ttl_s <= 86_400:
         raise ConfigError(f"{path}: [caps] ttl_s must be in 10..86400")
     if cfg.peers_max_connections < 1 or cfg.peers_max_connections_per_ip < 1:
@@ -226,4 +266,6 @@ def load_config(path: Path) -> Config:
                           "must be at least 1")
     if cfg.peers_ban_s < 0:
         raise ConfigError(f"{path}: [peers] ban_s must not be negative")
+    if cfg.blobs_quota_bytes < cfg.jobs_max_blob_bytes:
+        raise ConfigError(f"{path}: [blobs] quota_bytes must be at least [jobs] max_blob_bytes")
     return cfg

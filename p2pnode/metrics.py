@@ -10,6 +10,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from p2pnode.wire.envelope import SignatureCache
 from p2pnode.wire.reasons import Reason
 
 
@@ -41,6 +42,14 @@ class Metrics:
         for reason in Reason:
             self.ads_rejected.labels(reason=reason.value)
             self.ads_ignored.labels(reason=reason.value)
+
+    def watch_signatures(self, cache: SignatureCache) -> None:
+        """Export what ENV-12's record of checked signatures saved."""
+        Gauge("p2pnode_signature_verifications", "Ed25519 verifications of envelopes",
+              registry=self.registry).set_function(lambda: cache.verifications)
+        Gauge("p2pnode_signature_cache_hits", "Envelopes whose signature was checked before "
+              "(not verified again, spec 01 ENV-12)",
+              registry=self.registry).set_function(lambda: cache.hits)
 
     def reject(self, topic: str, reason: Reason) -> None:
         self.messages_rejected.labels(topic=topic, reason=reason.value).inc()

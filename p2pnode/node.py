@@ -22,11 +22,15 @@ from p2pnode.log import event
 from p2pnode.metrics import Metrics
 from p2pnode.peers import BanList, ConnLimits
 from p2pnode.store import NodeStore
+from p2pnode.wire.envelope import SignatureCache
 from p2pnode.wire.reasons import Reason
 
 if TYPE_CHECKING:
+    from libp2p.kad_dht.kad_dht import KadDHT
+
     from p2pnode.blobs.store import BlobStore
     from p2pnode.net.host import NetStack
+    from p2pnode.net.kad import KadMetrics, KadSettings
     from p2pnode.services.caps import CapsService
     from p2pnode.services.jobs import JobsService
 
@@ -42,12 +46,15 @@ class Node:
         *,
         clock: Callable[[], float] = time.time,
         hardware: Hardware | None = None,
+        kad: KadSettings | None = None,
     ) -> None:
         self.home = home
         self.config = config
         self.identity = identity
         self.clock = clock
         self.metrics = Metrics()
+        self.kad = kad
+        self.kad_metrics: KadMetrics | None = None  # once running
         self.table = CapTable()
         self.store = NodeStore(home / STATE_DB)
         self.hardware = hardware
@@ -58,6 +65,9 @@ class Node:
         self.caps: CapsService | None = None  # once running
         self.market: JobsService | None = None  # once running
         self.blobs: BlobStore | None = None
+        # One record of checked signatures for every channel (spec 01 ENV-12).
+        self.signatures = SignatureCache()
+        self.metrics.watch_signatures(self.signatures)
 
     @property
     def peer_id(self) -> str:
@@ -121,7 +131,8 @@ class Node:
                             limit_loopback=cfg.peers_limit_loopback)
         async with run_stack(self.identity, cfg.network, list(cfg.listen), limits=limits,
                              bans=BanList(ban_s=cfg.peers_ban_s),
-                             registry=self.metrics.registry) as st:
+                             registry=self.metrics.registry,
+                             configure_dht=self._harden_dht) as st:
             self.stack = st
             assert st.guard is not None
             for addr in cfg.bootstrap:  # PEER-8
@@ -130,7 +141,8 @@ class Node:
                 config=self.config, identity=self.identity, store=self.store,
                 metrics=self.metrics, table=self.table, clock=self.clock,
                 hardware=self.hardware, gossip=Libp2pGossip(st), topic=self.topic,
-                rng=random.Random(), on_change=self._table_changed)
+                rng=random.Random(), on_change=self._table_changed,
+                verified=self.signatures)
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self.caps.run)
@@ -165,15 +177,29 @@ class Node:
                  if w.state in OPEN}
         return {peer_id_str(k) for k in keys}
 
+    def _harden_dht(self, dht: KadDHT) -> None:
+        """The DHT and the libp2p service protocols within their limits (spec 03 §5.2,
+        §5.3); runs before the host listens."""
+        from p2pnode.net.dht import harden
+        from p2pnode.net.kad import KadMetrics, KadSettings, guard_service_protocols
+
+        if self.kad_metrics is None:
+            self.kad_metrics = KadMetrics(self.metrics.registry)
+        settings = self.kad or KadSettings()
+        harden(dht, self.config.network, self.clock, self.kad_metrics,
+               lambda r: self.metrics.reject("job", r), settings, self.signatures)
+        guard_service_protocols(dht.host, self.kad_metrics, settings.service_streams,
+                                settings.service_idle_s)
+
     def _build_market(self, st: NetStack) -> JobsService:
         """Wire the job market: its machines behind typed ports (spec 04)."""
+        from p2pnode.addrpolicy import filter_ad_addrs, private_addrs_allowed
         from p2pnode.blobs.store import BlobStore
         from p2pnode.jobs.executors.base import Limits
         from p2pnode.jobs.matching import Capacity
         from p2pnode.jobs.requester import Candidate
         from p2pnode.jobs.worker import Worker
         from p2pnode.net.blob_protocol import register_blob_protocol
-        from p2pnode.net.dht import register_job_records
         from p2pnode.net.transport import Libp2pTransport
         from p2pnode.services.clock import LocalClock
         from p2pnode.services.jobs import JobMetrics, JobsService
@@ -188,13 +214,15 @@ class Node:
             self.metrics.reject("job", reason)
 
         transport = Libp2pTransport(st, net, reject)
+        metrics = JobMetrics(self.metrics.registry)
         blobs = BlobStore(self.home / "blobs", self.home / "blobs.db",
-                          max_blob_size=cfg.jobs_max_blob_bytes)
+                          max_blob_size=cfg.jobs_max_blob_bytes,
+                          quota_bytes=cfg.blobs_quota_bytes, retention_s=cfg.blobs_retention_s,
+                          clock=self.clock, on_evict=metrics.blobs_evicted,
+                          on_refuse=metrics.blob_put_refused)
         self.blobs = blobs
-        register_job_records(st.dht, net, self.now_ms, reject)
         register_blob_protocol(st.host, blobs, net,
                                lambda r: self.metrics.reject("blob", r))
-        metrics = JobMetrics(self.metrics.registry)
 
         def table() -> list[Candidate]:
             return [Candidate(e.peer_id, e.ad.signer, Capacity.of_ad(e.ad))
@@ -206,14 +234,17 @@ class Node:
                 return None
             return Capacity.of_ad(e.ad)
 
+        allow_private = private_addrs_allowed(cfg.net_private_addrs, cfg.listen, cfg.bootstrap)
+
         def addrs_of(peer: str) -> list[str]:
+            # Addresses from ads, so only those the address policy allows (ADDR-1).
             e = self.table.get(peer)
             if e is not None and e.ad.addrs:
-                return list(e.ad.addrs)
+                return filter_ad_addrs(e.ad.addrs, allow_private).dialable
             # After a restart the table is empty until the peer's next ad, but a resumed
             # verification (XCH-10) must still reach its worker at once (VER-1 re-dials it):
             # without this its fetches fail back to back and the worker is blamed.
-            return self.store.peer_addrs(peer)
+            return filter_ad_addrs(self.store.peer_addrs(peer), allow_private).dialable
 
         hw = self.hardware
         assert hw is not None
@@ -230,17 +261,20 @@ class Node:
             settings=RequesterSettings(net=net, offers=cfg.jobs_offer,
                                        max_blob_bytes=cfg.jobs_max_blob_bytes,
                                        max_price=cfg.jobs_max_price, lease_s=cfg.jobs_lease_s,
-                                       deadline_s=cfg.jobs_deadline_s),
+                                       deadline_s=cfg.jobs_deadline_s,
+                                       retention_ms=cfg.jobs_retention_s * 1000),
             table=table, capacity_of=capacity_of, addrs_of=addrs_of, count=metrics.count,
             on_reject=reject)
         worker = WorkerService(
             identity=self.identity,
             machine=Worker(net, self.identity.public_key, me, cfg.jobs_concurrency,
-                           wall_time_s=cfg.jobs_wall_time_s),
+                           wall_time_s=cfg.jobs_wall_time_s,
+                           retention_ms=cfg.jobs_retention_s * 1000),
             transport=transport, clock=clock, rng=rng, store=self.store, blobs=blobs,
             settings=WorkerSettings(net=net, device=cfg.jobs_device,
                                     discovery_interval_s=cfg.jobs_discovery_interval_s,
                                     limits=limits),
-            count=metrics.count, on_reject=reject)
+            count=metrics.count, on_reject=reject, verified=self.signatures)
         return JobsService(net=net, transport=transport, requester=requester, worker=worker,
-                           metrics=metrics, on_reject=reject)
+                           metrics=metrics, on_reject=reject, verified=self.signatures,
+                           retention_s=cfg.jobs_retention_s)

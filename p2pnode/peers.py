@@ -1,4 +1,4 @@
-"""Peer policy (spec 03 §4.1 and §5.2): GossipSub score parameters and the score function,
+"""Peer policy (spec 03 §4.1 and §5.5): GossipSub score parameters and the score function,
 the ban list, and which connections to close when there are too many. Pure: the caller
 passes ``now`` and the facts; the shells in ``p2pnode/net/`` carry out the decisions.
 """
@@ -141,7 +141,7 @@ class BanList:
         return len(self._until)
 
 
-# -- connection management (spec 03 §5.2) ---------------------------------------------------
+# -- connection management (spec 03 §5.5) ---------------------------------------------------
 
 MAX_CONNECTIONS = 64
 # Above the soft limit py-libp2p itself refuses connections; between the two we close the

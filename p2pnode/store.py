@@ -32,6 +32,10 @@ CREATE TABLE IF NOT EXISTS work_jobs (
     id BLOB PRIMARY KEY, spec BLOB NOT NULL, state TEXT NOT NULL, row TEXT NOT NULL,
     updated_ms INTEGER NOT NULL);
 """
+# Retention deletes at most this many rows per transaction, so that one sweep never holds
+# the lock (and the event loop's next write) for long; the caller loops until done.
+PRUNE_BATCH = 500
+_PRUNABLE = {"req_jobs": "updated_ms", "work_jobs": "updated_ms", "peers": "seen_ms"}
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -147,6 +151,32 @@ class NodeStore:
             args = states
         return [(bytes(jid), bytes(spec), str(state), json.loads(row))
                 for jid, spec, state, row in self.db.execute(q, args)]
+
+    # -- retention ------------------------------------------------------------------------
+
+    @_locked
+    def prune(self, table: str, before_ms: int, states: tuple[str, ...] | None = None,
+              limit: int = PRUNE_BATCH) -> int:
+        """Delete up to ``limit`` rows of ``table`` last written before ``before_ms`` (and,
+        for job tables, in one of ``states``: the caller names the terminal ones, so a job
+        that can still resume is never deleted). Returns how many went; run it off the
+        event loop, in a loop until it returns less than ``limit``."""
+        column = _PRUNABLE[table]
+        where = f"{column} < ?"
+        args: list[Any] = [before_ms]
+        if states is not None:
+            where += " AND state IN (%s)" % ",".join("?" * len(states))
+            args += states
+        with self.db:
+            n = self.db.execute(
+                f"DELETE FROM {table} WHERE rowid IN "
+                f"(SELECT rowid FROM {table} WHERE {where} LIMIT ?)", (*args, limit)).rowcount
+        return int(n)
+
+    @_locked
+    def row_counts(self) -> dict[str, int]:
+        return {t: int(self.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+                for t in _PRUNABLE}
 
     @_locked
     def close(self) -> None:

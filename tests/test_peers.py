@@ -1,4 +1,4 @@
-"""The peer policy core (spec 03 §4.1, §5.2): score, bans, which connections to close."""
+"""The peer policy core (spec 03 §4.1, §5.5): score, bans, which connections to close."""
 
 from __future__ import annotations
 

@@ -65,6 +65,7 @@ def node_status(node: Any) -> dict[str, Any]:
             counts[j.state.value] = counts.get(j.state.value, 0) + 1
         jobs = {"requested": counts, "working": market.worker.machine.active,
                 "slots": node.config.jobs_concurrency}
+    limits = market.usage() if market is not None else {}
     return {
         "peer_id": node.peer_id,
         "network": node.config.network,
@@ -78,6 +79,7 @@ def node_status(node: Any) -> dict[str, Any]:
         "gpus": len(node.hardware.gpus) if node.hardware else 0,
         "counters": node.metrics.snapshot(),
         "jobs": jobs,
+        "limits": limits,
     }
 
 

@@ -6,7 +6,15 @@ Layout under ``root``::
                                digest byte (the cid itself always starts with 1220)
     root/tmp/                  files being written; emptied when the store opens
 
-Index: ``blobs(cid BLOB PRIMARY KEY, size INTEGER, created_ms INTEGER)``.
+Index: ``blobs(cid BLOB PRIMARY KEY, size INTEGER, created_ms INTEGER, used_ms INTEGER)``.
+
+The store holds at most ``quota_bytes`` and lets blobs go by the policy of
+``p2pnode.blobs.retention`` (spec 05 §4.4): a put that would go over the quota first evicts
+unpinned blobs, least recently used first, and is refused with ``StoreFull`` if that cannot
+make room; ``collect`` evicts unpinned blobs unused for ``retention_s``. Pins are held in
+memory by their owners (the market's shells pin what their open jobs need). Files being
+written under ``tmp/`` are not counted until committed; a writer stops as soon as its blob
+alone would exceed the quota.
 
 A blob is durable before ``put`` returns its cid: the content is written to a temporary
 file and fsynced, renamed to its final name, the directory fsynced, and then the index row
@@ -23,17 +31,21 @@ shell runs large writes in one); they serialise their own use of the SQLite conn
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
 from p2pnode.blobs.protocol import CHUNK_SIZE, MAX_BLOB_SIZE
+from p2pnode.blobs.retention import GcPlan, HeldBlob, RetentionPolicy, plan_gc
+from p2pnode.log import event
 from p2pnode.wire.cid import CID_PREFIX, CID_SIZE, CidHasher, check_cid, cid_of
 from p2pnode.wire.reasons import Reason, WireError
 
@@ -44,9 +56,27 @@ CREATE TABLE IF NOT EXISTS blobs (
     created_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
+log = logging.getLogger("p2pnode.blobs")
+# Defaults of the node's `blobs_quota_bytes` and `blobs_retention_s` (spec 05 §4.4).
+DEFAULT_QUOTA_BYTES = 4 << 30
+DEFAULT_RETENTION_S = 86_400
 TMP_DIR = "tmp"
 _TMP_SUFFIX = ".part"
 _SYNC_FULL = 2
+
+
+class StoreFull(OSError):
+    """A put that does not fit under the quota even after evicting every unpinned blob.
+
+    An ``OSError`` (ENOSPC): to the market it is this node's own disk being full, never
+    the fault of the peer whose blob was being fetched."""
+
+    reason = Reason.LIMIT_EXCEEDED
+
+    def __init__(self, size: int, usage: int, quota: int) -> None:
+        super().__init__(errno.ENOSPC, "blob store quota: %d bytes do not fit (%d of %d held, "
+                         "pinned or recent)" % (size, usage, quota))
+        self.size = size
 
 
 def _fsync_dir(path: Path) -> None:
@@ -82,6 +112,11 @@ class BlobWriter:
             self.abort()
             raise WireError(
                 Reason.TOO_LARGE, "blob exceeds %d bytes" % self._store.max_blob_size)
+        quota = self._store.policy.quota_bytes
+        if self.size + len(data) > quota:  # could never fit: stop writing it now
+            self.abort()
+            self._store._refused(self.size + len(data))
+            raise StoreFull(self.size + len(data), self._store.usage, quota)
         self._file.write(data)
         self._hasher.update(data)
         self.size += len(data)
@@ -139,12 +174,25 @@ class BlobStore:
         db: sqlite3.Connection | Path | str,
         *,
         max_blob_size: int = MAX_BLOB_SIZE,
+        quota_bytes: int = DEFAULT_QUOTA_BYTES,
+        retention_s: float = DEFAULT_RETENTION_S,
         clock: Callable[[], float] = time.time,
+        on_evict: Callable[[str, int], None] | None = None,
+        on_refuse: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_evict(why, count)`` (why: ``expired`` or ``pressure``) and
+        ``on_refuse(size)`` are told of what the quota and retention did (for metrics)."""
         self.root = Path(root)
         self.max_blob_size = max_blob_size
+        self.policy = RetentionPolicy(quota_bytes=quota_bytes,
+                                      retention_ms=int(retention_s * 1000))
         self._clock = clock
+        self._on_evict = on_evict
+        self._on_refuse = on_refuse
         self._lock = threading.RLock()
+        self._pins: dict[Hashable, frozenset[bytes]] = {}
+        self._touched: dict[bytes, int] = {}  # last uses not yet written to the index
+        self._usage = 0
         if isinstance(db, sqlite3.Connection):
             self._db = db
             self._owns_db = False
@@ -157,8 +205,12 @@ class BlobStore:
             self._db.execute("PRAGMA synchronous=FULL")
         with self._db:
             self._db.executescript(_SCHEMA)
+            cols = {r[1] for r in self._db.execute("PRAGMA table_info(blobs)")}
+            if "used_ms" not in cols:  # an index from before retention
+                self._db.execute("ALTER TABLE blobs ADD COLUMN used_ms INTEGER")
         (self.root / TMP_DIR).mkdir(parents=True, exist_ok=True)
         self._recover()
+        self._usage = self.total_size()
 
     # -- paths and index -----------------------------------------------------------------
 
@@ -175,8 +227,10 @@ class BlobStore:
         return None if row is None else int(row[0])
 
     def _drop_row(self, cid: bytes) -> None:
-        with self._lock, self._db:
-            self._db.execute("DELETE FROM blobs WHERE cid=?", (cid,))
+        with self._lock:
+            with self._db:
+                self._db.execute("DELETE FROM blobs WHERE cid=?", (cid,))
+            self._usage = self.total_size()
 
     def _install(self, tmp: Path, cid: bytes, size: int) -> None:
         """Move a synced temporary file to its final name and index it (durably)."""
@@ -184,7 +238,9 @@ class BlobStore:
         with self._lock:
             if self._indexed_size(cid) is not None and final.exists():
                 tmp.unlink()
+                self._touch(cid)
                 return
+            self._make_room(size)
             if not final.parent.is_dir():
                 final.parent.mkdir(exist_ok=True)
                 _fsync_dir(self.root)
@@ -193,11 +249,99 @@ class BlobStore:
             self._index(cid, size)
 
     def _index(self, cid: bytes, size: int) -> None:
+        now = int(self._clock() * 1000)
         with self._lock, self._db:
-            self._db.execute(
-                "INSERT OR IGNORE INTO blobs(cid, size, created_ms) VALUES(?, ?, ?)",
-                (cid, size, int(self._clock() * 1000)),
-            )
+            n = self._db.execute(
+                "INSERT OR IGNORE INTO blobs(cid, size, created_ms, used_ms) "
+                "VALUES(?, ?, ?, ?)", (cid, size, now, now)).rowcount
+            self._usage += size if n else 0
+
+    def _touch(self, cid: bytes) -> None:
+        # In memory until the next sweep or close: a read (the blob server's, on the event
+        # loop) must not cost a synced write. A crash loses only how recent the use was.
+        with self._lock:
+            self._touched[cid] = int(self._clock() * 1000)
+
+    def _flush_touched(self) -> None:
+        with self._lock:
+            if self._touched:
+                with self._db:
+                    self._db.execute("BEGIN")
+                    self._db.executemany("UPDATE blobs SET used_ms=? WHERE cid=?",
+                                         [(t, c) for c, t in self._touched.items()])
+                self._touched.clear()
+
+    # -- quota and retention (spec 05 §4.4) ----------------------------------------------
+
+    def pin(self, owner: Hashable, cids: Iterable[bytes]) -> None:
+        """Keep ``cids`` (held or still to come) for ``owner`` until ``unpin(owner)``."""
+        with self._lock:
+            self._pins[owner] = self._pins.get(owner, frozenset()) | frozenset(cids)
+
+    def unpin(self, owner: Hashable) -> None:
+        with self._lock:
+            self._pins.pop(owner, None)
+
+    def pinned(self) -> frozenset[bytes]:
+        with self._lock:
+            return frozenset().union(*self._pins.values())
+
+    @property
+    def usage(self) -> int:
+        """Bytes held (the quota counts the blobs' sizes)."""
+        return self._usage
+
+    def _held(self) -> list[HeldBlob]:
+        rows = self._db.execute(
+            "SELECT cid, size, coalesce(used_ms, created_ms) FROM blobs").fetchall()
+        return [HeldBlob(bytes(c), int(n), self._touched.get(bytes(c), int(u)))
+                for c, n, u in rows]
+
+    def _evict(self, plan: GcPlan) -> None:
+        for why, cids in (("expired", plan.expired), ("pressure", plan.pressure)):
+            if not cids:
+                continue
+            for cid in cids:  # files before rows, as in ``delete``
+                with contextlib.suppress(FileNotFoundError):
+                    self._path(cid).unlink()
+                self._touched.pop(cid, None)
+            with self._db:  # one transaction (the connection autocommits otherwise)
+                self._db.execute("BEGIN")
+                self._db.executemany("DELETE FROM blobs WHERE cid=?", [(c,) for c in cids])
+            if self._on_evict is not None:
+                self._on_evict(why, len(cids))
+        if plan.evict:
+            self._usage = self.total_size()
+            event(log, "blobs.evicted", logging.INFO if plan.pressure else logging.DEBUG,
+                  expired=len(plan.expired), pressure=len(plan.pressure),
+                  usage=self._usage, quota=self.policy.quota_bytes)
+
+    def _make_room(self, size: int) -> None:
+        """Called under the lock before ``size`` new bytes are installed."""
+        if self._usage + size <= self.policy.quota_bytes:
+            return
+        plan = plan_gc(self._held(), self.pinned(), int(self._clock() * 1000), self.policy,
+                       size)
+        if not plan.fits:
+            self._refused(size)
+            raise StoreFull(size, self._usage, self.policy.quota_bytes)
+        self._evict(plan)
+
+    def _refused(self, size: int) -> None:
+        if self._on_refuse is not None:
+            self._on_refuse(size)
+        event(log, "blobs.quota.refused", logging.WARNING, size=size, usage=self._usage,
+              quota=self.policy.quota_bytes)
+
+    def collect(self) -> GcPlan:
+        """Evict unpinned blobs unused for the retention time (and any excess over the
+        quota, which a lowered quota leaves); the periodic sweep."""
+        with self._lock:
+            self._flush_touched()
+            plan = plan_gc(self._held(), self.pinned(), int(self._clock() * 1000),
+                           self.policy)
+            self._evict(plan)
+            return plan
 
     def _recover(self) -> None:
         for p in (self.root / TMP_DIR).iterdir():
@@ -259,6 +403,7 @@ class BlobStore:
             raise WireError(Reason.TOO_LARGE, "%d > %d bytes" % (len(data), self.max_blob_size))
         cid = cid_of(bytes(data))
         if self.has(cid) and self._path(cid).exists():
+            self._touch(cid)  # a put of held content is a use of it
             return cid
         with self.writer(cid) as w:
             w.write(data)
@@ -287,10 +432,12 @@ class BlobStore:
         if not self.has(cid):
             return None
         try:
-            return open(self._path(cid), "rb")
+            f = open(self._path(cid), "rb")  # noqa: SIM115 (the caller closes it)
         except FileNotFoundError:
             self._drop_row(cid)
             return None
+        self._touch(cid)
+        return f
 
     def get(self, cid: bytes) -> bytes | None:
         f = self.open(cid)
@@ -332,5 +479,7 @@ class BlobStore:
                        .fetchone()[0])
 
     def close(self) -> None:
+        with contextlib.suppress(sqlite3.ProgrammingError):  # a borrowed db closed first
+            self._flush_touched()
         if self._owns_db:
             self._db.close()

@@ -32,6 +32,7 @@ def validate_ad(
     source: bytes | None,
     held_seq: Callable[[str], int | None],
     max_skew_ms: int = MAX_CLOCK_SKEW_MS,
+    verified: envelope.SignatureCache | None = None,
 ) -> tuple[Verdict, ValidatedAd | None]:
     """Apply rules CAPS-1..CAPS-8 of spec 02 §3 to one gossiped ad.
 
@@ -40,7 +41,8 @@ def validate_ad(
     held for a signer, or None.
     """
     try:
-        env = envelope.open_envelope(data, expected_type=AD_TYPE)  # CAPS-1..3
+        env = envelope.open_envelope(data, expected_type=AD_TYPE,  # CAPS-1..3
+                                     verified=verified)
         ad = CapabilityAd.from_body(env.body, signer=env.signer)  # CAPS-4
     except WireError as e:
         return Reject(e.reason, e.detail), None

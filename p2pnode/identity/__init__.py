@@ -9,7 +9,6 @@ without importing libp2p.
 from __future__ import annotations
 
 import functools
-import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import nacl.exceptions
 import nacl.signing
 
+from p2pnode.files import write_private_file
 from p2pnode.wire.reasons import Reason, WireError
 
 ED25519_PUBLIC_KEY_SIZE = 32
@@ -120,15 +120,7 @@ KEY_FILE_HEADER = b"p2pnode-ed25519-seed-v1\n"
 def save_identity(identity: Identity, path: Path) -> None:
     """Write the seed to ``path`` with mode 0600, created atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # O_CREAT keeps the mode of a stale temp file left behind
-        os.write(fd, KEY_FILE_HEADER + identity.seed.hex().encode("ascii") + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_private_file(path, KEY_FILE_HEADER + identity.seed.hex().encode("ascii") + b"\n")
 
 
 def load_identity(path: Path) -> Identity:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 
 from p2pnode.jobs.model import SignedJob, created_in_future
+from p2pnode.wire.envelope import SignatureCache
 from p2pnode.wire.reasons import ACCEPT, Reason, Reject, Verdict, WireError
 
 RECORD_NAMESPACE = "p2pjob"
@@ -38,12 +39,13 @@ def job_id_from_key(key: str) -> bytes:
     return job_id
 
 
-def validate_job_record(key: str, value: bytes, *, net: str,
-                        now_ms: int) -> tuple[Verdict, SignedJob | None]:
+def validate_job_record(key: str, value: bytes, *, net: str, now_ms: int,
+                        verified: SignatureCache | None = None
+                        ) -> tuple[Verdict, SignedJob | None]:
     """Rules DHT-1 to DHT-5, in the order of DHT-6."""
     try:
         job_id = job_id_from_key(key)  # DHT-1
-        job = SignedJob.open(value)  # DHT-2 (envelope, signature, schema)
+        job = SignedJob.open(value, verified=verified)  # DHT-2 (envelope, signature, schema)
     except WireError as e:
         return Reject(e.reason, e.detail), None
     if job.id != job_id:  # DHT-3

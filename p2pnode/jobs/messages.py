@@ -28,6 +28,7 @@ from p2pnode.jobs.model import (
     seal_message,
 )
 from p2pnode.wire.cid import CID_SIZE
+from p2pnode.wire.envelope import SignatureCache
 from p2pnode.wire.reasons import Reason, WireError
 
 NO_OUTPUT = b"\x12\x20" + bytes(32)  # the content id a verdict names when there is none
@@ -183,9 +184,10 @@ class Received:
     raw: bytes = field(repr=False, default=b"")
 
 
-def decode(data: bytes, *, net: str, expected: set[str] | None = None) -> Received:
+def decode(data: bytes, *, net: str, expected: set[str] | None = None,
+           verified: SignatureCache | None = None) -> Received:
     """Open one stream message (JOB-9) into its dataclass; raises WireError."""
-    m = open_message(data, net=net, expected=expected)
+    m = open_message(data, net=net, expected=expected, verified=verified)
     return Received(msg=CLASSES[m.t].from_body(m.body), signer=m.signer, raw=m.raw)
 
 
@@ -212,11 +214,12 @@ class Drop:
     reason: Reason
 
 
-def route(first: bytes, remote: bytes, *, net: str) -> Route | Drop:
+def route(first: bytes, remote: bytes, *, net: str,
+          verified: SignatureCache | None = None) -> Route | Drop:
     """XCH-2, XCH-3, XCH-4: open the first message; it must be signed by the stream's
     Noise-authenticated peer ``remote``."""
     try:
-        rec = decode(first, net=net)
+        rec = decode(first, net=net, verified=verified)
     except WireError as e:
         return Drop(e.reason)
     if rec.signer != remote:

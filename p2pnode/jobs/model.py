@@ -216,8 +216,9 @@ class SignedJob:
         return cid_of(self.raw)
 
     @classmethod
-    def open(cls, data: bytes) -> SignedJob:
-        env = envelope.open_envelope(data, expected_type=T_SPEC)
+    def open(cls, data: bytes, *,
+             verified: envelope.SignatureCache | None = None) -> SignedJob:
+        env = envelope.open_envelope(data, expected_type=T_SPEC, verified=verified)
         return cls(spec=JobSpec.from_body(env.body), raw=env.raw, requester=env.signer)
 
 
@@ -315,9 +316,10 @@ def check_body(t: str, body: Any) -> dict[str, Any]:
     return {k: schema[k](m[k], f"{t}.{k}") for k in schema}
 
 
-def open_message(data: bytes, *, net: str, expected: set[str] | None = None) -> Message:
+def open_message(data: bytes, *, net: str, expected: set[str] | None = None,
+                 verified: envelope.SignatureCache | None = None) -> Message:
     """Decode and check one stream message (envelope, type, schema, network)."""
-    env: Envelope = envelope.open_envelope(data)
+    env: Envelope = envelope.open_envelope(data, verified=verified)
     if env.t not in SCHEMAS or (expected is not None and env.t not in expected):
         raise WireError(Reason.UNKNOWN_TYPE, "unexpected %s" % env.t)
     body = check_body(env.t, env.body)

@@ -30,6 +30,12 @@ OFFER_BACKOFF_MS = 5_000
 OFFER_BUSY_BACKOFF_MS = 750
 # DHT-7: a job that a direct offer leased within this time is not put in the DHT.
 DHT_PUBLISH_DELAY_MS = 2_000
+# Local policy (spec 04 §8): a terminal job is forgotten this long after it ended (the
+# node's `jobs_retention_s`), and the machine holds at most MAX_JOBS jobs. Over the cap the
+# terminal job that ended first goes; a job that is not terminal is never forgotten, so a
+# new one is refused (`limit_exceeded`) while MAX_JOBS are open.
+JOB_RETENTION_MS = 86_400_000
+MAX_JOBS = 10_000
 
 
 # -- inputs -------------------------------------------------------------------------------
@@ -104,12 +110,18 @@ class Requester:
     """Every job this node requested, and the policy around them (spec 04 §3.3, §4)."""
 
     def __init__(self, net: str, *, rng: random.Random, offers: bool = True,
-                 max_output_bytes: int = 1 << 26) -> None:
+                 max_output_bytes: int = 1 << 26, retention_ms: int = JOB_RETENTION_MS,
+                 max_jobs: int = MAX_JOBS) -> None:
         self.net = net
         self.rng = rng
         self.offers_enabled = offers
         self.max_output_bytes = max_output_bytes
+        self.retention_ms = retention_ms
+        self.max_jobs = max_jobs
         self.jobs: dict[bytes, RequesterJob] = {}
+        self._ended: dict[bytes, int] = {}  # terminal job -> local time it ended (or loaded)
+        self.forgotten = {"retention": 0, "cap": 0}  # jobs let go, by why (for metrics)
+        self.refused = 0  # submissions refused at the cap
         self._submitted: dict[bytes, int] = {}  # job -> local time this process took it
         self._published: set[bytes] = set()
         self._offering: set[bytes] = set()  # jobs with an offer in flight
@@ -120,10 +132,37 @@ class Requester:
 
     # -- jobs -------------------------------------------------------------------------------
 
+    def room(self) -> Reason | None:
+        """Whether a new job may be added now: at the cap the terminal job that ended first
+        is forgotten to make room; with none, ``limit_exceeded`` (and it is counted)."""
+        if len(self.jobs) >= self.max_jobs:
+            self._evict_over(self.max_jobs - 1)
+        if len(self.jobs) >= self.max_jobs:
+            self.refused += 1
+            return Reason.LIMIT_EXCEEDED
+        return None
+
+    def _evict_over(self, cap: int) -> None:
+        while len(self.jobs) > cap and self._ended:
+            oldest = min(self._ended, key=lambda j: (self._ended[j], j))
+            self._drop(oldest)
+            self.forgotten["cap"] += 1
+
+    def _drop(self, job_id: bytes) -> None:
+        del self.jobs[job_id]
+        self._ended.pop(job_id, None)
+        self._forget(job_id)
+
     def add(self, job: RequesterJob, now: int, *, resumed: bool = False) -> list[Effect]:
-        """A job submitted now, or loaded from storage after a restart (XCH-10)."""
+        """A job submitted now (after ``room``), or loaded from storage after a restart
+        (XCH-10). A loaded job that is not terminal is always taken; loaded terminal jobs
+        are kept within the retention time and the cap."""
         self.jobs[job.id] = job
-        self._submitted[job.id] = now
+        if job.terminal:
+            self._ended[job.id] = now
+        else:
+            self._submitted[job.id] = now
+        self._evict_over(self.max_jobs)
         if not resumed:
             return [Persist(job.id)]
         if job.terminal:
@@ -136,7 +175,7 @@ class Requester:
         return CheckOutput(job.id, lease.number, lease.worker, lease.output, size,
                            lease.verify_by)
 
-    def _after(self, job: RequesterJob, before: tuple[str, int]) -> list[Effect]:
+    def _after(self, job: RequesterJob, before: tuple[str, int], now: int) -> list[Effect]:
         out: list[Effect] = []
         if (job.state.value, len(job.history)) != before:
             out.append(Persist(job.id))
@@ -145,6 +184,7 @@ class Requester:
         if job.terminal and job.state.value != before[0]:
             out.append(Finished(job.id))
             self._forget(job.id)
+            self._ended[job.id] = now
         return out
 
     def _forget(self, job_id: bytes) -> None:
@@ -164,7 +204,7 @@ class Requester:
         qualified = capacity is not None and unmet(capacity, job.spec) is None
         before = (job.state.value, len(job.history))
         d = job.on_claim(worker, price, now, qualified)
-        return d, self._after(job, before)
+        return d, self._after(job, before, now)
 
     def on_heartbeat(self, job_id: bytes, worker: bytes, number: int, progress: int,
                      now: int) -> Grant | Refuse:
@@ -182,12 +222,12 @@ class Requester:
             return Refuse(Reason.UNKNOWN_JOB), []
         before = (job.state.value, len(job.history))
         d = job.on_result(worker, number, output, now, compute_ms)
-        effects = self._after(job, before)
+        effects = self._after(job, before, now)
         if isinstance(d, Refuse | Decided | Await):
             return d, effects
         if size > self.max_output_bytes:  # VER-1: judged without a fetch
             lease = job.on_verified(number, False, Reason.TOO_LARGE.value, now, checked=False)
-            return Decided(lease), self._after(job, before)
+            return Decided(lease), self._after(job, before, now)
         return d, [*effects, self._check(job, d.lease, size)]
 
     def on_checked(self, job_id: bytes, number: int, ok: bool, reason: str, now: int,
@@ -198,7 +238,7 @@ class Requester:
             return None, []
         before = (job.state.value, len(job.history))
         lease = job.on_verified(number, ok, reason, now, checked)
-        return lease, self._after(job, before)
+        return lease, self._after(job, before, now)
 
     def on_query(self, kinds: Iterable[str], resource_class: str) -> list[bytes]:
         """XCH-8: open jobs of those kinds; class "gpu" sees both classes."""
@@ -267,7 +307,7 @@ class Requester:
                 continue
             before = (job.state.value, len(job.history))
             job.on_tick(now)
-            out += self._after(job, before)
+            out += self._after(job, before, now)
             if job.terminal or not job.needs_workers() or job.id in self._published:
                 continue
             if (now - self._submitted.get(job.id, now) >= DHT_PUBLISH_DELAY_MS
@@ -284,12 +324,19 @@ class Requester:
         # Keys of buckets gone by are never provided again: forget them.
         self._provided = {k: b for k, b in self._provided.items() if b == bucket}
         self._busy_until = {p: t for p, t in self._busy_until.items() if t > now}
+        self._offered = {k: t for k, t in self._offered.items() if t > now}
+        for job_id in [j for j, t in self._ended.items() if t + self.retention_ms <= now]:
+            self._drop(job_id)
+            self.forgotten["retention"] += 1
         return out
 
     def next_deadline(self, now: int, wall_ms: int) -> int | None:
         """When ``on_timer`` next has work: a lease or verification falling due, a job's
-        deadline, a DHT publication, the next bucket for jobs that need workers."""
+        deadline, a DHT publication, the next bucket for jobs that need workers, a terminal
+        job's retention running out."""
         times = [t for j in self.jobs.values() if (t := j.next_deadline()) is not None]
+        if self._ended:
+            times.append(min(self._ended.values()) + self.retention_ms)
         needy = [j for j in self.jobs.values() if j.needs_workers()]
         for j in needy:
             if j.id not in self._published:

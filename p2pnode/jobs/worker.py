@@ -31,7 +31,15 @@ SUBMIT_RETRY_MS = 2_000
 LEASE_GRACE_MS = 2_000
 # WRK-5: a listed job the worker did not take is looked at again after this.
 SEEN_FOR_MS = 10_000
+# WRK-5: at most this many listed jobs are remembered as looked at; at the cap the worker
+# looks at no new listed job until the oldest entries expire (offers still reach it).
 MAX_SEEN = 4096
+# Local policy (spec 04 §8): finished work is forgotten from memory this long after it
+# ended (the node's `jobs_retention_s`; its row stays in storage for as long), and at most
+# MAX_FINISHED_WORK finished works are held, the one that ended first going first. Open
+# work is bounded by the concurrency (WRK-2) and never forgotten.
+WORK_RETENTION_MS = 86_400_000
+MAX_FINISHED_WORK = 256
 
 
 class WorkState(StrEnum):
@@ -159,14 +167,19 @@ class Worker:
     """Which jobs this worker takes (WRK-1, WRK-2) and the life of each (WRK-4..WRK-9)."""
 
     def __init__(self, net: str, key: bytes, capacity: Capacity, concurrency: int, *,
-                 wall_time_s: float = 300.0) -> None:
+                 wall_time_s: float = 300.0, retention_ms: int = WORK_RETENTION_MS,
+                 max_finished: int = MAX_FINISHED_WORK) -> None:
         self.net = net
         self.key = key
         self.capacity = capacity
         self.concurrency = concurrency
         self.wall_time_s = wall_time_s
+        self.retention_ms = retention_ms
+        self.max_finished = max_finished
         self.work: dict[bytes, Work] = {}
         self._seen: dict[bytes, int] = {}
+        self.forgotten = {"retention": 0, "cap": 0}  # finished work let go (for metrics)
+        self.seen_full = 0  # listed jobs not looked at because MAX_SEEN was reached
 
     # -- taking jobs ----------------------------------------------------------------------
 
@@ -348,10 +361,42 @@ class Worker:
                 w.retry_at = None
                 out.append(self._result(w))
         self._seen = {j: t for j, t in self._seen.items() if t > now}
+        self._forget_finished(now)
         return out
 
+    @staticmethod
+    def _ended(w: Work) -> int:
+        return w.history[-1][0] if w.history else 0
+
+    def _forget_finished(self, now: int) -> None:
+        done = sorted(((self._ended(w), j) for j, w in self.work.items()
+                       if w.state not in OPEN))
+        for n, (ended, j) in enumerate(done):
+            if ended + self.retention_ms <= now:
+                self.forgotten["retention"] += 1
+            elif len(done) - n > self.max_finished:
+                self.forgotten["cap"] += 1
+            else:
+                break
+            del self.work[j]
+
+    @property
+    def seen(self) -> int:
+        """Listed jobs remembered as looked at (at most ``MAX_SEEN``)."""
+        return len(self._seen)
+
+    @property
+    def finished(self) -> int:
+        return sum(1 for w in self.work.values() if w.state not in OPEN)
+
     def next_deadline(self) -> int | None:
-        times: list[int] = []
+        """When ``on_timer`` next has work: a heartbeat, a result to send again, a lease or
+        verdict running out, finished work to forget, listed jobs to look at again once
+        ``MAX_SEEN`` was reached."""
+        times: list[int] = [self._ended(w) + self.retention_ms for w in self.work.values()
+                            if w.state not in OPEN]
+        if len(self._seen) >= MAX_SEEN:
+            times.append(min(self._seen.values()))
         for w in self.work.values():
             if w.state not in OPEN or w.state is WorkState.CLAIMING:
                 continue
@@ -384,7 +429,10 @@ class Worker:
         """A listed job worth a look: not held, not looked at lately."""
         if job_id in self.work and self.work[job_id].state in OPEN:
             return False
-        if self._seen.get(job_id, 0) > now or len(self._seen) >= MAX_SEEN:
+        if self._seen.get(job_id, 0) > now:
+            return False
+        if len(self._seen) >= MAX_SEEN:
+            self.seen_full += 1
             return False
         self._seen[job_id] = now + SEEN_FOR_MS
         return True
@@ -396,9 +444,3 @@ class Worker:
         if list_signer != provider or sj.requester != provider:
             return Reason.SIGNER_MISMATCH
         return None
-
-    def forget_finished(self, keep: int = 256) -> None:
-        """Bound memory: keep only the latest finished work in memory."""
-        done = [j for j, w in self.work.items() if w.state not in OPEN]
-        for j in done[:-keep] if len(done) > keep else []:
-            del self.work[j]

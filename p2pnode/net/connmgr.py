@@ -1,4 +1,4 @@
-"""The connection manager and ban enforcement (spec 03 §5.2): the trio side of
+"""The connection manager and ban enforcement (spec 03 §5.5): the trio side of
 ``p2pnode.peers`` (``BanList``, ``plan_closes``).
 
 It wakes on every new connection and once a second, bans peers that are graylisted
@@ -97,7 +97,7 @@ def _remote_ip(conn: Any) -> str | None:
 
 
 class PeerGuard:
-    """Bans and connection limits for one host (spec 03 §5.2).
+    """Bans and connection limits for one host (spec 03 §5.5).
 
     ``clock`` is monotonic seconds (trio's by default, so a test's MockClock drives it).
     """

@@ -7,7 +7,7 @@ behaviour it fixes (spec/03-network.md §6 lists them for other implementers).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -224,9 +224,13 @@ async def run_stack(
     identity: Identity, net: str, listen: list[str], *, heartbeat_s: int = 1,
     limits: ConnLimits | None = None, bans: BanList | None = None,
     registry: CollectorRegistry | None = None,
+    configure_dht: Callable[[KadDHT], None] | None = None,
 ) -> AsyncIterator[NetStack]:
     """Start host, GossipSub, Kad-DHT and the peer guard; stop them all when the block
-    exits. ``registry`` receives the guard's metrics (a fresh one when None)."""
+    exits. ``registry`` receives the guard's metrics (a fresh one when None).
+
+    ``configure_dht`` runs before the host listens, so no peer ever meets the DHT's
+    py-libp2p defaults (``p2pnode.net.kad.harden_dht``: spec 03 §5.2, §5.3)."""
     check_listen_addrs(listen)  # before patching: a refused start changes nothing
     patch_libp2p(net)
     limits = limits or ConnLimits()
@@ -252,6 +256,8 @@ async def run_stack(
     dht = KadDHT(host, DHTMode.SERVER, enable_random_walk=False)
     guard = PeerGuard(host, pubsub, scorer, limits=limits, bans=bans or BanList(),
                       metrics=PeerMetrics(registry or CollectorRegistry()))
+    if configure_dht is not None:
+        configure_dht(dht)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(host.run([multiaddr.Multiaddr(a) for a in listen]))
         await stack.enter_async_context(background_trio_service(pubsub))

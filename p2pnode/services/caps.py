@@ -13,8 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
+from prometheus_client import Counter
 
 from p2pnode import __version__
+from p2pnode.addrpolicy import DialBudget, filter_ad_addrs, private_addrs_allowed
 from p2pnode.caps.model import CapabilityAd
 from p2pnode.caps.probe import Hardware, probe
 from p2pnode.caps.table import CapTable, validate_ad
@@ -25,6 +27,7 @@ from p2pnode.metrics import Metrics
 from p2pnode.ports import Gossip
 from p2pnode.ratelimit import PeerRateLimiter
 from p2pnode.store import NodeStore
+from p2pnode.wire.envelope import SignatureCache
 from p2pnode.wire.reasons import ACCEPT, Ignore, Reason, Verdict
 
 log = logging.getLogger("p2pnode.caps")
@@ -45,14 +48,35 @@ KNOWN_PEER_MAX_AGE_MS = 24 * 3600 * 1000
 RESUBSCRIBE_TICKS = 5
 # How often the hardware is probed again; a change is published at once (PUB-4).
 REPROBE_S = 30.0
+# Dials to addresses from ads (ADDR-5): how often the dialler looks for peers to dial, and
+# how long one dial may take.
+DIAL_TICK_S = 1.0
+AD_DIAL_TIMEOUT_S = 3.0
+
+
+class DialMetrics:
+    """Addresses from ads: dropped by the address policy, dialled, deferred by the budget."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        r = metrics.registry
+        self.dropped = Counter("p2pnode_ad_addrs_dropped", "Addresses in accepted ads that "
+                               "the address policy does not dial, by reason (ADDR-2 to "
+                               "ADDR-4)", ["reason"], registry=r)
+        self.dials = Counter("p2pnode_ad_dials", "Dials to addresses from ads, by result",
+                             ["result"], registry=r)
+        self.deferred = Counter("p2pnode_ad_dials_deferred", "Dials to addresses from ads "
+                                "put off because the dial budget was spent (ADDR-5)",
+                                registry=r)
 
 
 class CapsService:
     def __init__(self, *, config: Config, identity: Identity, store: NodeStore,
                  metrics: Metrics, table: CapTable, clock: Callable[[], float],
                  hardware: Hardware, gossip: Gossip, topic: str,
-                 rng: random.Random, on_change: Callable[[], None] = lambda: None) -> None:
+                 rng: random.Random, on_change: Callable[[], None] = lambda: None,
+                 verified: SignatureCache | None = None) -> None:
         self.config = config
+        self.verified = verified if verified is not None else SignatureCache()  # ENV-12
         self.identity = identity
         self.store = store
         self.metrics = metrics
@@ -69,6 +93,12 @@ class CapsService:
         self._publish_now = trio.Event()
         self._known_topic_peers: dict[str, int] = {}
         self._dialing: set[str] = set()
+        # ADDR-6: resolved once; the policy and the budget are the core's (addrpolicy).
+        self.allow_private = private_addrs_allowed(config.net_private_addrs, config.listen,
+                                                   config.bootstrap)
+        self.dial_budget = DialBudget()
+        self.dial_metrics = DialMetrics(metrics)
+        self._budget_spent = False  # logged once per stretch of deferred dials
         self._saved_addrs: dict[str, list[str]] = {}
         self._to_save: list[tuple[str, list[str], int]] = []  # written off the event loop
 
@@ -122,7 +152,8 @@ class CapsService:
             self._count_reject(Reason.RATE_LIMITED)
             return Ignore(Reason.RATE_LIMITED)
         verdict, validated = validate_ad(data, net=self.config.network, now_ms=self.now_ms(),
-                                         source=source, held_seq=self.table.held_seq)
+                                         source=source, held_seq=self.table.held_seq,
+                                         verified=self.verified)
         if not verdict.ok:
             reason = verdict.reason  # type: ignore[union-attr]
             if isinstance(verdict, Ignore):
@@ -148,11 +179,18 @@ class CapsService:
         # The validator ran on this exact message; re-running it keeps the table's
         # latest-seq-wins rule in one place (a later ad may have landed in between).
         _, validated = validate_ad(data, net=self.config.network, now_ms=self.now_ms(),
-                                   source=source, held_seq=self.table.held_seq)
+                                   source=source, held_seq=self.table.held_seq,
+                                   verified=self.verified)
         if validated is None:
             return
         if self.table.update(validated.peer_id, validated.ad, self.now_ms(), self._connected):
             addrs = list(validated.ad.addrs)
+            dropped = filter_ad_addrs(addrs, self.allow_private).dropped
+            for why in dropped:
+                self.dial_metrics.dropped.labels(reason=why.value).inc()
+            if dropped:
+                event(log, "caps.ad.addrs_dropped", logging.DEBUG, peer=validated.peer_id,
+                      reasons=sorted({w.value for w in dropped}))
             if (validated.peer_id != self.peer_id and addrs
                     and self._saved_addrs.get(validated.peer_id) != addrs):
                 # Remember where peers are, so a restarted node finds them again.
@@ -176,7 +214,7 @@ class CapsService:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._read, sub)
             nursery.start_soon(self._bootstrap_loop)
-            nursery.start_soon(self._redial_known_peers)
+            nursery.start_soon(self._dial_loop)
             nursery.start_soon(self._publish_loop)
             nursery.start_soon(self._housekeeping_loop)
             nursery.start_soon(self._reprobe_loop)
@@ -210,18 +248,65 @@ class CapsService:
                 if gap > 0:
                     await trio.sleep(gap)
 
-    async def _redial_known_peers(self) -> None:
-        """At start, dial the peers seen in the last day (their last advertised address)."""
+    async def _dial_loop(self) -> None:
+        """Dial peers from addresses in ads while short of TARGET_PEERS: first the peers
+        seen in the last day (their last advertised addresses), then those of live ads.
+
+        Only addresses the policy allows (ADDR-1 to ADDR-4), at the budget's pace (ADDR-5),
+        one dial per peer at a time, in a task of its own so that a slow dial holds up
+        nothing else.
+        """
         known = self.store.known_peers(self.now_ms() - KNOWN_PEER_MAX_AGE_MS, TARGET_PEERS)
-
-        async def one(peer_id: str, addr: str) -> None:
-            ok, err = await self.gossip.dial(f"{addr}/p2p/{peer_id}", 5.0)
-            event(log, "peer.redial", logging.DEBUG, peer=peer_id, ok=ok, error=err)
-
         async with trio.open_nursery() as nursery:
-            for peer_id, addrs in known:
-                if addrs and peer_id != self.peer_id:
-                    nursery.start_soon(one, peer_id, addrs[0])
+            while True:
+                connected = set(self.gossip.connected_peers())
+                wanted = TARGET_PEERS - len(connected) - self.dial_budget.in_flight
+                if wanted > 0:
+                    known = [(p, a) for p, a in known if p not in connected]
+                    live = [(e.peer_id, list(e.ad.addrs)) for e in self.table.live(self.now_ms())
+                            if e.peer_id not in connected]
+                    self.rng.shuffle(live)  # table order is not the attacker's to choose
+                    started = self._dial_some([*known, *live], wanted, nursery)
+                    # Known peers are dialled once each; those the budget put off, later.
+                    known = [(p, a) for p, a in known if p not in started]
+                await trio.sleep(DIAL_TICK_S)
+
+    def _dial_some(self, candidates: list[tuple[str, list[str]]], wanted: int,
+                   nursery: trio.Nursery) -> set[str]:
+        """Start up to ``wanted`` dials; the peers that will not be dialled (started, or
+        with no address the policy allows)."""
+        done: set[str] = set()
+        for peer_id, addrs in candidates:
+            if wanted <= 0:
+                break
+            if peer_id == self.peer_id or peer_id in self._dialing:
+                continue
+            dialable = filter_ad_addrs(addrs, self.allow_private).dialable
+            if not dialable:
+                done.add(peer_id)
+                continue
+            if not self.dial_budget.try_start(self.clock()):
+                self.dial_metrics.deferred.inc()
+                if not self._budget_spent:
+                    event(log, "peer.dial.deferred", in_flight=self.dial_budget.in_flight,
+                          rate_per_s=self.dial_budget.rate)
+                    self._budget_spent = True
+                break
+            self._budget_spent = False
+            self._dialing.add(peer_id)
+            done.add(peer_id)
+            nursery.start_soon(self._dial_one, peer_id, dialable[0])
+            wanted -= 1
+        return done
+
+    async def _dial_one(self, peer_id: str, addr: str) -> None:
+        try:
+            ok, err = await self.gossip.dial(f"{addr}/p2p/{peer_id}", AD_DIAL_TIMEOUT_S)
+        finally:
+            self._dialing.discard(peer_id)
+            self.dial_budget.finished()
+        self.dial_metrics.dials.labels(result="ok" if ok else "failed").inc()
+        event(log, "peer.dial", logging.DEBUG, peer=peer_id, addr=addr, ok=ok, error=err)
 
     async def _bootstrap_loop(self) -> None:
         """Dial bootstrap peers while none is connected, with exponential backoff."""
@@ -274,19 +359,3 @@ class CapsService:
             if any(self._known_topic_peers.get(p) != s for p, s in topic_peers.items()):
                 self._publish_now.set()
             self._known_topic_peers = topic_peers
-            if len(connected) < TARGET_PEERS:
-                await self._widen(connected, now)
-
-    async def _widen(self, connected: set[str], now: int) -> None:
-        """Widen the mesh beyond the bootstrap peers from the addresses in ads."""
-        for e in list(self.table.live(now)):
-            if e.peer_id == self.peer_id or e.peer_id in connected:
-                continue
-            if e.peer_id in self._dialing or not e.ad.addrs:
-                continue
-            self._dialing.add(e.peer_id)
-            try:
-                await self.gossip.dial(f"{e.ad.addrs[0]}/p2p/{e.peer_id}", 3.0)
-            finally:
-                self._dialing.discard(e.peer_id)
-            break

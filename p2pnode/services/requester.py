@@ -31,6 +31,8 @@ from p2pnode.jobs.messages import (
 )
 from p2pnode.jobs.model import NONCE_SIZE, T_CLAIM, T_REFUSE, JobSpec, Requirements, SignedJob
 from p2pnode.jobs.requester import (
+    JOB_RETENTION_MS,
+    MAX_JOBS,
     Candidate,
     CheckOutput,
     Effect,
@@ -46,6 +48,7 @@ from p2pnode.log import event
 from p2pnode.ports import Exchange, Transport, TransportError
 from p2pnode.services.clock import LocalClock
 from p2pnode.store import NodeStore
+from p2pnode.wire.cid import cid_of
 from p2pnode.wire.reasons import Reason, WireError
 
 log = logging.getLogger("p2pnode.requester")
@@ -66,6 +69,8 @@ class RequesterSettings:
     max_price: int = 10_000
     lease_s: int = 30
     deadline_s: int = 600
+    retention_ms: int = JOB_RETENTION_MS
+    max_jobs: int = MAX_JOBS
 
 
 Count = Callable[[str, str], None]  # (role, event)
@@ -91,7 +96,9 @@ class RequesterService:
         self.count = count
         self.on_reject = on_reject
         self.machine = Requester(self.net, rng=rng, offers=settings.offers,
-                                 max_output_bytes=settings.max_blob_bytes)
+                                 max_output_bytes=settings.max_blob_bytes,
+                                 retention_ms=settings.retention_ms,
+                                 max_jobs=settings.max_jobs)
         self._nursery: trio.Nursery | None = None
         self._wake = trio.Event()
         self._persist_lock = trio.Lock()
@@ -118,6 +125,8 @@ class RequesterService:
         for job_id, raw, row, _created in rows:
             sj = SignedJob.open(raw)
             job = RequesterJob.from_row(job_id, sj.spec, raw, row, shift)
+            if not job.terminal:
+                self._pin(job)
             effects += self.machine.add(job, self.clock.now_ms(), resumed=True)
         if rows:
             event(log, "jobs.resumed", total=len(rows),
@@ -138,6 +147,14 @@ class RequesterService:
     def wake(self) -> None:
         self._wake.set()
 
+    # -- blobs an open job needs (spec 05 §4.4) ----------------------------------------
+
+    def _pin(self, job: RequesterJob, *more: bytes) -> None:
+        """Its inputs, and the outputs it has or is checking, stay in the store while the
+        job is open; ``Finished`` lets them go (the retention time then applies)."""
+        outputs = [le.output for le in job.leases.values() if le.output is not None]
+        self.blobs.pin(("req", job.id), [*(c for _, c in job.spec.inputs), *outputs, *more])
+
     # -- effects ------------------------------------------------------------------------
 
     async def _apply(self, effects: Sequence[Effect]) -> None:
@@ -148,21 +165,28 @@ class RequesterService:
             elif isinstance(e, Offer):
                 self._nursery.start_soon(self._offer, e)
             elif isinstance(e, CheckOutput):
+                job = self.jobs.get(e.job)
+                if job is not None:
+                    self._pin(job, e.output)
                 self._nursery.start_soon(self._verify, e)
             elif isinstance(e, PutRecord):
                 self._nursery.start_soon(self._put, e)
             elif isinstance(e, Provide):
                 self._nursery.start_soon(self.transport.provide, e.key, DHT_TIMEOUT_S)
             elif isinstance(e, Finished):
-                job = self.jobs[e.job]
-                self.count("requester", job.state.value)
-                event(log, "job.finished", job=job.id.hex(), state=job.state.value)
+                self.blobs.unpin(("req", e.job))
+                job = self.jobs.get(e.job)
+                state = job.state.value if job is not None else "forgotten"
+                self.count("requester", state)
+                event(log, "job.finished", job=e.job.hex(), state=state)
         if effects:
             self.wake()
 
     async def _persist(self, job_id: bytes) -> None:
         async with self._persist_lock:
-            job = self.jobs[job_id]
+            job = self.jobs.get(job_id)
+            if job is None:  # forgotten meanwhile: it was terminal and its row is written
+                return
             shift = self.clock.wall_ms() - self.clock.now_ms()
             row, state = job.to_row(shift), job.state.value
             await trio.to_thread.run_sync(self.store.save_req_job, job.id, job.raw, state,
@@ -183,10 +207,30 @@ class RequesterService:
                      req: Requirements, *, max_price: int | None = None,
                      deadline_s: int | None = None, lease_s: int | None = None,
                      redundancy: int = 1) -> RequesterJob:
-        """Create, sign and persist a job; it is acknowledged once this returns."""
-        cids = {}
-        for name, data in inputs.items():
-            cids[name] = await trio.to_thread.run_sync(self.blobs.put, data)
+        """Create, sign and persist a job; it is acknowledged once this returns. Refused
+        (WireError ``limit_exceeded``) while the machine holds its cap of open jobs, and
+        (``StoreFull``) when its inputs do not fit in the blob store."""
+        if self.machine.room() is not None:  # counted by the machine (JobMetrics.refused)
+            event(log, "jobs.cap.refused", logging.WARNING, held=len(self.jobs),
+                  cap=self.machine.max_jobs)
+            raise WireError(Reason.LIMIT_EXCEEDED,
+                            "%d open jobs: the cap of this node" % len(self.jobs))
+        owner = ("submit", os.urandom(8))
+        try:
+            cids = {name: await trio.to_thread.run_sync(cid_of, data)
+                    for name, data in inputs.items()}
+            self.blobs.pin(owner, cids.values())  # before the puts: none evicts another
+            for data in inputs.values():
+                await trio.to_thread.run_sync(self.blobs.put, data)
+            job = await self._create(kind, cids, params, req, max_price, deadline_s,
+                                     lease_s, redundancy)
+        finally:
+            self.blobs.unpin(owner)
+        return job
+
+    async def _create(self, kind: str, cids: dict[str, bytes], params: dict[str, Any],
+                      req: Requirements, max_price: int | None, deadline_s: int | None,
+                      lease_s: int | None, redundancy: int) -> RequesterJob:
         wall = self.clock.wall_ms()
         spec = JobSpec(
             net=self.net, kind=kind, inputs=tuple(sorted(cids.items())),
@@ -198,6 +242,7 @@ class RequesterService:
         sj = SignedJob.open(spec.seal(self.identity))  # the same checks every receiver runs
         now = self.clock.now_ms()
         job = RequesterJob.new(sj.id, sj.spec, sj.raw, now, self.clock.from_wall(spec.deadline))
+        self._pin(job)
         await self._apply(self.machine.add(job, now))
         self.count("requester", "submitted")
         event(log, "job.submitted", job=job.id.hex(), kind=kind)

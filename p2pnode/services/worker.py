@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from p2pnode.blobs.store import BlobStore
+from p2pnode.blobs.store import BlobStore, StoreFull
 from p2pnode.identity import Identity, peer_id_str
 from p2pnode.jobs import discovery
 from p2pnode.jobs.executors.base import ExecError, Limits
@@ -60,6 +60,8 @@ from p2pnode.ports import Exchange, Transport, TransportError
 from p2pnode.services.clock import LocalClock
 from p2pnode.services.execution import ChildPool, ExecutionSlots, execute
 from p2pnode.store import NodeStore
+from p2pnode.wire.cid import cid_of
+from p2pnode.wire.envelope import SignatureCache
 from p2pnode.wire.reasons import Reason, WireError
 
 log = logging.getLogger("p2pnode.worker")
@@ -85,8 +87,10 @@ class WorkerService:
     def __init__(self, *, identity: Identity, machine: Worker, transport: Transport,
                  clock: LocalClock, rng: random.Random, store: NodeStore, blobs: BlobStore,
                  settings: WorkerSettings, count: Count,
-                 on_reject: Callable[[Reason], None]) -> None:
+                 on_reject: Callable[[Reason], None],
+                 verified: SignatureCache | None = None) -> None:
         self.identity = identity
+        self.verified = verified if verified is not None else SignatureCache()  # ENV-12
         self.machine = machine
         self.transport = transport
         self.clock = clock
@@ -131,17 +135,25 @@ class WorkerService:
                      budget_end=row["budget_end"] + shift,
                      history=[(int(a) + shift, str(b), str(c)) for a, b, c in row["history"]])
             effects += self.machine.resume(w, self.clock.now_ms())
+            if w.state in OPEN:
+                self._pin(w.job)
         await self._apply(effects)
 
     async def _timer_loop(self) -> None:
         while True:
             await self._apply(self.machine.on_timer(self.clock.now_ms()))
-            self.machine.forget_finished()
             due = self.machine.next_deadline()
             with trio.move_on_at(self.clock.trio_deadline(due) if due is not None
                                  else trio.current_time() + 3600):
                 await self._wake.wait()
             self._wake = trio.Event()
+
+    # -- blobs open work needs (spec 05 §4.4) -------------------------------------------
+
+    def _pin(self, sj: SignedJob, *more: bytes) -> None:
+        """The inputs (before they are fetched) and the output of open work stay in the
+        store; the work's end (``Stop``, or a claim that got no lease) lets them go."""
+        self.blobs.pin(("work", sj.id), [*(c for _, c in sj.spec.inputs), *more])
 
     # -- effects ------------------------------------------------------------------------
 
@@ -155,6 +167,7 @@ class WorkerService:
             elif isinstance(e, Execute):
                 self._run_for(e.job, self._execute, e)
             elif isinstance(e, Stop):
+                self.blobs.unpin(("work", e.job))
                 scope = self._scopes.pop(e.job, None)
                 if scope is not None:
                     scope.cancel()
@@ -182,7 +195,9 @@ class WorkerService:
 
     async def _persist(self, job_id: bytes) -> None:
         async with self._persist_lock:
-            w = self.machine.work[job_id]
+            w = self.machine.work.get(job_id)
+            if w is None:  # forgotten meanwhile: it was finished and its row is written
+                return
             shift = self.clock.wall_ms() - self.clock.now_ms()
             row = {"lease": w.lease, "price": w.price, "expires": w.expires + shift,
                    "budget_end": w.budget_end + shift,
@@ -199,8 +214,11 @@ class WorkerService:
 
     def _take(self, sj: SignedJob) -> tuple[int | None, Reason | None]:
         wall = self.clock.wall_ms()
-        return self.machine.take(sj, self.clock.now_ms(), self._deadline(sj),
-                                 created_in_future(sj.spec, wall))
+        price, why = self.machine.take(sj, self.clock.now_ms(), self._deadline(sj),
+                                       created_in_future(sj.spec, wall))
+        if price is not None:
+            self._pin(sj)
+        return price, why
 
     def _claim(self, sj: SignedJob, price: int) -> bytes:
         return JobClaim(net=self.net, job=sj.id, price=price,
@@ -222,6 +240,8 @@ class WorkerService:
         expires = self.clock.from_wall(lease.expires) if lease else 0
         await self._apply(self.machine.on_claim_answer(sj.id, lease, expires,
                                                        self.clock.now_ms()))
+        if sj.id not in self.machine.work:  # no lease: nothing of it is kept
+            self.blobs.unpin(("work", sj.id))
         if lease is not None:
             self.count("worker", "leased")
         return lease is not None
@@ -292,7 +312,7 @@ class WorkerService:
                         if e.reason is not Reason.BUSY:
                             raise
                         await trio.sleep(BUSY_RETRY_S)
-        except (WireError, trio.TooSlowError, TransportError) as e:
+        except (WireError, trio.TooSlowError, TransportError, StoreFull) as e:
             ok, detail = False, getattr(e, "reason", Reason.TRUNCATED).value
         self._scopes.pop(job_id, None)
         await self._apply(self.machine.on_inputs(job_id, ok, detail, self.clock.now_ms()))
@@ -306,6 +326,10 @@ class WorkerService:
             out[name] = data
         return out
 
+    def _put_output(self, sj: SignedJob, data: bytes) -> bytes:
+        self._pin(sj, cid_of(data))  # pinned before the put: the requester fetches it here
+        return self.blobs.put(data)
+
     async def _execute(self, e: Execute) -> None:
         w = self.machine.work[e.job]
         sj = w.job
@@ -318,13 +342,21 @@ class WorkerService:
                 res = await execute(sj.spec.kind, inputs, dict(sj.spec.params), limits,
                                     device=self.s.device, pool=self._children)
                 size = len(res.output)
-                output = await trio.to_thread.run_sync(self.blobs.put, res.output)
+                output = await trio.to_thread.run_sync(self._put_output, sj, res.output)
                 meta = {k: v for k, v in res.meta.items()
                         if isinstance(v, int) or (isinstance(v, str) and len(v) <= 64)}
             except ExecError as err:
                 reason = f"{err.reason.value}: {err.detail}"
             except ValueError as err:  # this node cannot run it (no GPU any more, say)
                 reason = f"{Reason.LIMIT_EXCEEDED.value}: {err}"
+            except StoreFull as err:  # no room for the output: this node's own limit
+                output, reason = None, f"{err.reason.value}: {err.strerror}"
+            finally:
+                # A Stop while the output was being put (the thread runs on) must not
+                # leave it pinned: the work is over.
+                held = self.machine.work.get(e.job)
+                if held is None or held.state not in OPEN:
+                    self.blobs.unpin(("work", e.job))
         self._scopes.pop(e.job, None)
         await self._apply(self.machine.on_executed(e.job, output, size, meta, reason,
                                                    self.clock.now_ms()))
@@ -443,7 +475,8 @@ class WorkerService:
         if raw is None:
             return None
         verdict, sj = discovery.validate_job_record(key, raw, net=self.net,
-                                                    now_ms=self.clock.wall_ms())
+                                                    now_ms=self.clock.wall_ms(),
+                                                    verified=self.verified)
         if sj is None:
             self.on_reject(verdict.reason)  # type: ignore[union-attr]
         return sj

@@ -1,14 +1,17 @@
 """``p2pnode testnet up``: N real node processes on 127.0.0.1, a convergence report.
 
 The launcher is a plain supervisor: it creates node homes, starts ``p2pnode run`` processes,
-polls each node's admin API, and stops every process it started, whatever happens.
+polls each node's admin API, and stops every process it started, whatever happens: on its
+own exit, on SIGINT, SIGTERM or SIGHUP, and (through ``lifeline``) when it is killed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +23,7 @@ from typing import Any
 from p2pnode.api.client import ApiError, call
 from p2pnode.config import API_FILE, CONFIG_FILE, KEY_FILE, Config, render_template
 from p2pnode.identity import Identity, save_identity
+from p2pnode.testnet.lifeline import set_parent_death_signal
 
 POLL_S = 0.5
 START_TIMEOUT_S = 30.0
@@ -41,11 +45,19 @@ class TestnetOptions:
     job_kind: str = "matmul"
 
 
+@dataclass(frozen=True)
+class NodePorts:
+    listen: int
+    api: int
+    metrics: int
+
+
 @dataclass
 class NodeProc:
     index: int
     home: Path
     peer_id: str
+    ports: NodePorts
     proc: subprocess.Popen[bytes] | None = None
     status: dict[str, Any] = field(default_factory=dict)
     error: str = ""
@@ -56,7 +68,46 @@ def _say(opts: TestnetOptions, msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _prepare(opts: TestnetOptions, root: Path, i: int) -> NodeProc:
+class Stopped(Exception):
+    """The launcher was asked to stop by a signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def plan_ports(n: int, base_port: int) -> list[NodePorts]:
+    """Every port of every node, chosen before any node starts, all distinct.
+
+    Nodes bind their admin API and metrics to fixed ports chosen here rather than to port
+    0: a port the kernel picks at bind time can be a later node's listen port, which that
+    node then finds taken. Free ports are found by binding port 0 and holding every probe
+    socket until all are chosen, so no two probes get the same port; none falls on a listen
+    port of ``--base-port``.
+    """
+    listen = [base_port + i for i in range(n)] if base_port else []
+    reserved = set(listen)
+    want = 2 * n + (0 if base_port else n)
+    chosen: list[int] = []
+    with contextlib.ExitStack() as stack:
+        for _ in range(want + len(reserved) + 16):
+            if len(chosen) == want:
+                break
+            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            if port not in reserved:
+                chosen.append(port)
+                reserved.add(port)
+    if len(chosen) < want:
+        raise RuntimeError("could not find enough free ports on 127.0.0.1")
+    if not listen:
+        listen, chosen = chosen[:n], chosen[n:]
+    return [NodePorts(listen=listen[i], api=chosen[2 * i], metrics=chosen[2 * i + 1])
+            for i in range(n)]
+
+
+def _prepare(opts: TestnetOptions, root: Path, i: int, ports: NodePorts) -> NodeProc:
     home = root / f"node-{i}"
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o700)
@@ -70,22 +121,41 @@ def _prepare(opts: TestnetOptions, root: Path, i: int) -> NodeProc:
     else:
         identity = Identity.generate()
         save_identity(identity, key)
-    port = opts.base_port + i if opts.base_port else 0
-    cfg = Config(network=opts.network, listen=(f"/ip4/127.0.0.1/tcp/{port}",),
-                 metrics_listen="127.0.0.1:0", caps_interval_s=opts.caps_interval,
+    # Every node is on loopback: their ads carry 127.0.0.1 addresses (ADDR-6).
+    cfg = Config(network=opts.network, listen=(f"/ip4/127.0.0.1/tcp/{ports.listen}",),
+                 net_private_addrs="allow",
+                 api_listen=f"127.0.0.1:{ports.api}",
+                 metrics_listen=f"127.0.0.1:{ports.metrics}",
+                 caps_interval_s=opts.caps_interval,
                  caps_ttl_s=max(60, int(opts.caps_interval * 6)))
     (home / CONFIG_FILE).write_text(render_template(cfg))
-    return NodeProc(index=i, home=home, peer_id=identity.peer_id)
+    return NodeProc(index=i, home=home, peer_id=identity.peer_id, ports=ports)
 
 
-def _start(node: NodeProc, bootstrap: str | None) -> None:
+def prepare_nodes(opts: TestnetOptions, root: Path) -> list[NodeProc]:
+    """The homes of ``opts.n`` nodes under ``root``, every port chosen up front."""
+    return [_prepare(opts, root, i, p) for i, p in enumerate(plan_ports(opts.n, opts.base_port))]
+
+
+def _start(node: NodeProc, bootstrap: str | None, lifeline: int | None = None) -> None:
+    """Start one node; it stops when ``lifeline``'s write end closes (the launcher died),
+    and on Linux when this process dies."""
     cmd = [sys.executable, "-m", "p2pnode", "run", "--home", str(node.home)]
+    if lifeline is not None:
+        cmd += ["--exit-with-fd", str(lifeline)]
     if bootstrap:
         cmd += ["--bootstrap", bootstrap]
     log = open(node.home / "stdout.log", "ab")  # noqa: SIM115 - owned by the process
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    node.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                 stdin=subprocess.DEVNULL)
+    me = os.getpid()
+    # preexec_fn is unsafe only in a process with threads; the launcher runs none.
+    node.proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
+        pass_fds=() if lifeline is None else (lifeline,),
+        preexec_fn=lambda: set_parent_death_signal(me),
+        # Not in the launcher's process group: a Ctrl-C reaches the launcher only, which
+        # then stops the nodes in order and still polls them for the report.
+        start_new_session=True)
     log.close()
 
 
@@ -104,22 +174,11 @@ def _poll(node: NodeProc) -> dict[str, Any] | None:
         return None
 
 
-def _pin_port(node: NodeProc, addrs: list[str]) -> None:
-    """Keep the port a node got on its first start, so a restarted node is where its peers
-    last saw it."""
-    cfg_path = node.home / CONFIG_FILE
-    text = cfg_path.read_text()
-    first = addrs[0].split("/p2p/")[0] if addrs else ""
-    if "/tcp/0\"" in text and first:
-        cfg_path.write_text(text.replace("/ip4/127.0.0.1/tcp/0\"", first + "\""))
-
-
 def _wait_started(node: NodeProc) -> dict[str, Any]:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         st = _poll(node)
         if st is not None:
-            _pin_port(node, st.get("addrs", []))
             return st
         if node.proc is not None and node.proc.poll() is not None:
             break
@@ -143,14 +202,14 @@ def _stop(nodes: list[NodeProc]) -> None:
             n.proc.wait()
 
 
-def start_network(nodes: list[NodeProc]) -> str:
+def start_network(nodes: list[NodeProc], lifeline: int | None = None) -> str:
     """Start node 0, then every other node with node 0 as bootstrap peer; return its
     address. Raises RuntimeError if a node does not come up."""
-    _start(nodes[0], None)
+    _start(nodes[0], None, lifeline)
     st0 = _wait_started(nodes[0])
     boot = f"{st0['addrs'][0].split('/p2p/')[0]}/p2p/{nodes[0].peer_id}"
     for n in nodes[1:]:
-        _start(n, boot)
+        _start(n, boot, lifeline)
     for n in nodes[1:]:
         _wait_started(n)
     return boot
@@ -271,6 +330,7 @@ def _report(opts: TestnetOptions, root: Path, nodes: list[NodeProc], converged: 
             {
                 "index": n.index,
                 "peer_id": n.peer_id,
+                "pid": n.proc.pid if n.proc is not None else None,
                 "peers": int(n.status.get("peers", 0)),
                 "caps_known": int(n.status.get("caps_known", 0)),
                 "addrs": n.status.get("addrs", []),
@@ -313,15 +373,30 @@ def run_testnet(opts: TestnetOptions) -> int:
     root = opts.directory or Path(tempfile.mkdtemp(prefix="p2pnode-testnet-"))
     root.mkdir(parents=True, exist_ok=True)
     root = root.resolve()
-    nodes = [_prepare(opts, root, i) for i in range(opts.n)]
     started = time.monotonic()
     converge_s: float | None = None
     converged = False
-    jobs = JobDriver(opts, nodes) if opts.jobs > 0 else None
     caps_since: float | None = None
+    nodes: list[NodeProc] = []
+    jobs: JobDriver | None = None
+    # The nodes hold the read end; we hold the write end until we exit, however we exit.
+    lifeline_r, lifeline_w = os.pipe()
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if not stopping:  # a second signal must not interrupt the stopping itself
+            raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, on_signal)
+                for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     try:
+        nodes = prepare_nodes(opts, root)
+        jobs = JobDriver(opts, nodes) if opts.jobs > 0 else None
         _say(opts, f"starting {opts.n} nodes in {root}")
-        boot = start_network(nodes)
+        boot = start_network(nodes, lifeline_r)
+        os.close(lifeline_r)
+        lifeline_r = -1
+        _say(opts, "pids " + " ".join(str(n.proc.pid) for n in nodes if n.proc is not None))
         _say(opts, f"all {opts.n} nodes running; bootstrap {boot}")
         deadline = None if opts.duration is None else started + opts.duration
         last_line = ""
@@ -354,8 +429,10 @@ def run_testnet(opts: TestnetOptions) -> int:
                 _say(opts, line)
                 last_line = line
             time.sleep(POLL_S)
-    except KeyboardInterrupt:
-        _say(opts, "interrupted; stopping nodes")
+    except (KeyboardInterrupt, Stopped) as e:
+        stopping = True
+        name = e.args[0] if isinstance(e, Stopped) else "SIGINT"
+        _say(opts, f"{name}; stopping nodes")
         for n in nodes:
             _poll(n)
         converged = _converged(nodes)
@@ -363,9 +440,15 @@ def run_testnet(opts: TestnetOptions) -> int:
         _say(opts, f"error: {e}")
         converged = False
     finally:
+        stopping = True
         if jobs is not None:
             jobs.poll()
         _stop(nodes)
+        if lifeline_r >= 0:
+            os.close(lifeline_r)
+        os.close(lifeline_w)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     rep = _report(opts, root, nodes, converged, started, converge_s, jobs)
     if opts.json_out:
         print(json.dumps(rep))

@@ -12,7 +12,9 @@ for one message type or version can never be replayed as another.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +55,45 @@ def register_type(t: str, versions: set[int], size_limit: int) -> None:
     VERSIONS[t] = frozenset(versions)
 
 
+# Verdicts kept by a SignatureCache (spec 01 §3.2, ENV-12).
+SIGNATURE_CACHE_ENTRIES = 8192
+
+
+class SignatureCache:
+    """The signature verdicts of envelopes already checked, keyed by the SHA-256 of their
+    bytes (ENV-12): a duplicate costs a hash, never a second Ed25519 verification.
+
+    The key covers every byte of the envelope, including ``k`` and ``s``, so the verdict
+    of a key is the verdict of any copy of those bytes. Failures are kept too: a forged
+    message flooded many times costs one verification. Bounded, least recently used out.
+    """
+
+    def __init__(self, max_entries: int = SIGNATURE_CACHE_ENTRIES) -> None:
+        self.max_entries = max_entries
+        self._verdicts: OrderedDict[bytes, bool] = OrderedDict()
+        self.hits = 0
+        self.verifications = 0
+
+    def check(self, data: bytes, k: bytes, signed: bytes, s: bytes) -> bool:
+        """Whether ``s`` is ``k``'s signature of ``signed`` (the signing input of ``data``),
+        verifying only if these envelope bytes were not checked before."""
+        digest = hashlib.sha256(data).digest()
+        held = self._verdicts.get(digest)
+        if held is not None:
+            self._verdicts.move_to_end(digest)
+            self.hits += 1
+            return held
+        ok = verify(k, signed, s)
+        self.verifications += 1
+        self._verdicts[digest] = ok
+        if len(self._verdicts) > self.max_entries:
+            self._verdicts.popitem(last=False)
+        return ok
+
+    def __len__(self) -> int:
+        return len(self._verdicts)
+
+
 def signing_input(t: str, v: int, body_bytes: bytes) -> bytes:
     return DOMAIN + t.encode("utf-8") + b"/" + str(v).encode("ascii") + b"\x00" + body_bytes
 
@@ -88,11 +129,14 @@ def seal(identity: Identity, t: str, v: int, body: Any) -> bytes:
     return cbor.encode({"t": t, "v": v, "b": body, "k": identity.public_key, "s": sig})
 
 
-def open_envelope(data: bytes, expected_type: str | None = None) -> Envelope:
+def open_envelope(data: bytes, expected_type: str | None = None, *,
+                  verified: SignatureCache | None = None) -> Envelope:
     """Decode, structure-check and signature-check an envelope.
 
     Checks run cheapest first (size, codec, structure, type, version, signature) so that
     garbage costs little; raises :class:`WireError` with the reason of the first failure.
+    With ``verified``, envelope bytes whose signature was checked before are not checked
+    again (ENV-12).
     """
     limit = max(SIZE_LIMITS.values(), default=cbor.MAX_MESSAGE_SIZE)
     if expected_type is not None and expected_type in SIZE_LIMITS:
@@ -123,6 +167,8 @@ def open_envelope(data: bytes, expected_type: str | None = None) -> Envelope:
     if len(data) > SIZE_LIMITS[t]:
         raise WireError(Reason.TOO_LARGE, "%d bytes > limit %d" % (len(data), SIZE_LIMITS[t]))
     body = obj["b"]
-    if not verify(k, signing_input(t, v, cbor.encode(body)), s):
+    signed = signing_input(t, v, cbor.encode(body))
+    ok = verify(k, signed, s) if verified is None else verified.check(data, k, signed, s)
+    if not ok:
         raise WireError(Reason.BAD_SIGNATURE)
     return Envelope(t=t, v=v, body=body, signer=k, sig=s, raw=bytes(data))

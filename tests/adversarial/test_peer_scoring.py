@@ -1,5 +1,5 @@
 """Hostile peers against peer scoring, bans and the connection manager (spec 03 §4.1,
-§5.2), over real hosts on 127.0.0.1.
+§5.5), over real hosts on 127.0.0.1.
 
 - A peer that floods its neighbours with invalid gossip is graylisted, banned and
   disconnected by each of them, and refused when it dials again, while the honest nodes'

@@ -174,6 +174,10 @@ def test_run_status_peers_caps_metrics_then_sigterm(
     assert st["uptime_s"] >= 0
     assert any(a.startswith("/ip4/127.0.0.1/tcp/") for a in st["addrs"])
     assert st["counters"]["ads_rejected"] == {}
+    limits = st["limits"]  # usage against every bound of the market
+    assert limits["blobs"] == {"bytes": 0, "quota": 4 << 30}
+    assert limits["requester_jobs"] == {"held": 0, "cap": 10_000}
+    assert set(limits) == {"blobs", "requester_jobs", "worker_finished", "worker_seen"}
     assert stat.S_IMODE((home / API_FILE).stat().st_mode) == 0o600
 
     # The node hears its own first ad through its subscription.
@@ -185,6 +189,7 @@ def test_run_status_peers_caps_metrics_then_sigterm(
     # Human-readable forms too.
     code, out, _ = run_cli(capsys, "status", *h)
     assert code == 0 and f"peer id     {peer_id}" in out and "network     clitest" in out
+    assert "blobs       0 B of 4.0 GiB (0%)" in out and "requester jobs 0/10000" in out
     code, out, _ = run_cli(capsys, "caps", *h)
     assert code == 0 and out.startswith("PEER") and f"{peer_id} (self)" in out
     code, out, _ = run_cli(capsys, "peers", *h)
@@ -203,6 +208,9 @@ def test_run_status_peers_caps_metrics_then_sigterm(
     uptime = [ln for ln in lines if ln.startswith("p2pnode_uptime_seconds ")]
     assert len(uptime) == 1 and float(uptime[0].split()[1]) > 0
     assert any(ln.startswith("p2pnode_caps_ads_published_total ") for ln in lines)
+    quota = [ln for ln in lines if ln.startswith("p2pnode_blobs_quota_bytes ")]
+    assert len(quota) == 1 and float(quota[0].split()[1]) == 4 << 30
+    assert 'p2pnode_blobs_evicted_total{why="pressure"} 0.0' in lines
 
     # SIGTERM: exit 0, a clean log that ends with node.stopped, the API file gone.
     proc.send_signal(signal.SIGTERM)

@@ -21,7 +21,7 @@ from tests.cli.test_cli import child_env, run_cli
 def two_nodes(tmp_path: Path) -> Iterator[list[launcher.NodeProc]]:
     opts = launcher.TestnetOptions(n=2, directory=tmp_path / "net", network="jobcli",
                                    caps_interval=5.0)
-    nodes = [launcher._prepare(opts, tmp_path / "net", i) for i in range(2)]
+    nodes = launcher.prepare_nodes(opts, tmp_path / "net")
     try:
         launcher.start_network(nodes)
         launcher.wait_caps_converged(nodes, 30)

@@ -26,7 +26,7 @@ def prepare(tmp_path: Path, n: int, network: str) -> list[NodeProc]:
     """Node homes for a loop job: workers get plenty of fuel; node 0 only requests."""
     opts = launcher.TestnetOptions(n=n, directory=tmp_path, network=network,
                                    caps_interval=5.0)
-    nodes = [launcher._prepare(opts, tmp_path, i) for i in range(n)]
+    nodes = launcher.prepare_nodes(opts, tmp_path)
     for i, node in enumerate(nodes):
         cfg = (node.home / "config.toml").read_text()
         cfg = cfg.replace("wasm_fuel = 10000000000", "wasm_fuel = 1000000000000")

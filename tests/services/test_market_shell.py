@@ -41,7 +41,7 @@ from p2pnode.services.memory import MemoryNetwork, MemoryTransport
 from p2pnode.services.requester import RequesterService, RequesterSettings
 from p2pnode.services.worker import WorkerService, WorkerSettings
 from p2pnode.store import NodeStore
-from p2pnode.wire.reasons import Reason
+from p2pnode.wire.reasons import Reason, WireError
 
 NET = "shell"
 LEASE_S = 10
@@ -129,7 +129,8 @@ class ShellNode:
         self.identity = Identity(bytes([self.seed]) * 32)
         self.home.mkdir(parents=True)
         self.store = NodeStore(self.home / "state.db")
-        self.blobs = BlobStore(self.home / "blobs", self.home / "blobs.db")
+        self.blobs = BlobStore(self.home / "blobs", self.home / "blobs.db",
+                               retention_s=self.world.retention_s, clock=self.world.wall)
         self.transport = self.world.net.transport(self.peer_id, self.key,
                                                   on_reject=self.rejects.append)
         self.transport.serve_blobs(self.blobs)
@@ -177,18 +178,23 @@ class ShellNode:
         requester = RequesterService(
             identity=self.identity, transport=self.transport, clock=clock, rng=rng,
             store=self.store, blobs=self.blobs,
-            settings=RequesterSettings(net=NET, offers=offers, lease_s=LEASE_S),
+            settings=RequesterSettings(net=NET, offers=offers, lease_s=LEASE_S,
+                                       retention_ms=int(self.world.retention_s * 1000),
+                                       max_jobs=self.world.max_jobs),
             table=table, capacity_of=capacity_of, addrs_of=lambda peer: [], count=count,
             on_reject=reject)
         worker = WorkerService(
             identity=self.identity,
-            machine=Worker(NET, self.key, self.capacity, 1, wall_time_s=60.0),
+            machine=Worker(NET, self.key, self.capacity, 1, wall_time_s=60.0,
+                           retention_ms=int(self.world.retention_s * 1000)),
             transport=self.transport, clock=clock, rng=rng, store=self.store,
             blobs=self.blobs,
             settings=WorkerSettings(net=NET, device="cpu", discovery_interval_s=discovery_s),
             count=count, on_reject=reject)
         return JobsService(net=NET, transport=self.transport, requester=requester,
-                           worker=worker, metrics=metrics, on_reject=reject)
+                           worker=worker, metrics=metrics, on_reject=reject,
+                           retention_s=self.world.retention_s,
+                           housekeeping_s=self.world.retention_s / 10)
 
     async def start(self, *, offers: bool = True, discovery_s: float = NEVER) -> JobsService:
         market = self._build(offers=offers, discovery_s=discovery_s)
@@ -222,6 +228,8 @@ class World:
     root: Path
     nursery: trio.Nursery = field(init=False)
     nodes: list[ShellNode] = field(default_factory=list)
+    retention_s: float = 86_400.0
+    max_jobs: int = 10_000
 
     def node(self, capacity: Capacity = WORKER) -> ShellNode:
         n = ShellNode(self, len(self.nodes) + 1, capacity, self.root / f"n{len(self.nodes)}")
@@ -493,4 +501,55 @@ async def test_a_short_outage_during_the_output_fetch_does_not_reject_the_worker
         (lease,) = job.leases.values()
         await wait_until(lambda: lease.state is not LeaseState.VERIFYING)
         assert lease.state is LeaseState.ACCEPTED
+        nursery.cancel_scope.cancel()
+
+
+async def test_finished_jobs_their_rows_and_blobs_go_after_the_retention_open_ones_stay(
+        world: World, autojump_clock: trio.testing.MockClock) -> None:
+    world.retention_s = 100.0
+    async with trio.open_nursery() as nursery:
+        r, w = await running(world, nursery, REQUESTER_ONLY, WORKER)
+        done, _ = await submit(r, b"done")
+        await wait_until(lambda: done.terminal)
+        inputs, _ = matmul_inputs(12, b"open")
+        # no worker has 64 cores: this job stays open throughout
+        open_job = await r.requester.submit("matmul", inputs, {}, Requirements(cores=64),
+                                            deadline_s=3000)
+        output = done.accepted_leases()[0].output
+        assert output is not None and r.blobs.has(output) and w.blobs.has(output)
+        await trio.sleep(world.retention_s * 1.5)
+        assert set(r.requester.jobs) == {open_job.id} and w.worker.machine.work == {}
+        assert [row[0] for row in r.store.req_jobs()] == [open_job.id]
+        assert w.store.work_jobs() == []
+        assert not r.blobs.has(output) and not w.blobs.has(output)
+        assert all(r.blobs.has(c) for _, c in open_job.spec.inputs)  # pinned: still open
+        assert w.blobs.count() == 0
+        assert r.market is not None
+        assert r.market.metrics.pruned.labels(table="req_jobs")._value.get() == 1
+        assert r.market.metrics.rows.labels(table="req_jobs")._value.get() == 1
+        # a restart resumes the open job
+        await r.stop()
+        await r.start()
+        assert set(r.requester.jobs) == {open_job.id}
+        assert not r.requester.jobs[open_job.id].terminal
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_submission_at_the_cap_of_open_jobs_is_refused_and_counted(
+        world: World, autojump_clock: trio.testing.MockClock) -> None:
+    world.max_jobs = 2
+    async with trio.open_nursery() as nursery:
+        (r,) = await running(world, nursery, REQUESTER_ONLY)  # nobody runs them: all open
+        for seed in (b"1", b"2"):
+            await submit(r, seed)
+        with pytest.raises(WireError) as e:
+            await submit(r, b"3")
+        assert e.value.reason is Reason.LIMIT_EXCEEDED
+        assert len(r.requester.jobs) == 2 and len(r.store.req_jobs()) == 2
+        assert r.requester.machine.refused == 1
+        await trio.sleep(2)  # the gauges' next round
+        assert r.market is not None
+        assert r.market.metrics.refused.labels(role="requester")._value.get() == 1
+        assert r.market is not None and r.market.usage()["requester_jobs"] == {
+            "held": 2, "cap": 2}
         nursery.cancel_scope.cancel()

@@ -16,7 +16,7 @@ from p2pnode.wire.reasons import Reason
 SPEC = Path(__file__).resolve().parents[2] / "spec"
 CHAPTERS = sorted(SPEC.glob("*.md"))
 PREFIXES = ("ID", "ENC", "ENV", "FRM", "CAPS", "TBL", "PUB", "RL", "NET", "JOB", "DHT", "OFR",
-            "LEASE", "XCH", "WRK", "VER", "MAT", "EXE", "BLOB", "PEER")
+            "LEASE", "XCH", "WRK", "VER", "MAT", "EXE", "BLOB", "KAD", "ADDR", "PEER")
 RULE_DEF = re.compile(r"^- \*\*([A-Z]+-\d+)\*\*", re.M)
 RULE_REF = re.compile(r"\b(%s)-(\d+)\b" % "|".join(PREFIXES))
 
@@ -24,10 +24,12 @@ RULE_REF = re.compile(r"\b(%s)-(\d+)\b" % "|".join(PREFIXES))
 # memory bounds, the network stack, what a node sends and stores, timing and load, the
 # runtime of executions. Those of spec 04 are exactly the ones its §1.3 names.
 NOT_BY_VECTORS_04 = {"JOB-5", "XCH-1", "XCH-12", "EXE-9"}
-NOT_BY_VECTORS = {"ID-5", "ID-6", "TBL-5", "TBL-6", "RL-2", "RL-3"} | {
+NOT_BY_VECTORS = {"ID-5", "ID-6", "ENV-12", "TBL-5", "TBL-6", "RL-2", "RL-3"} | {
     f"PUB-{i}" for i in range(1, 9)} | {
-    f"NET-{i}" for i in range(1, 13)} | {"BLOB-4", "BLOB-6", "BLOB-15"} | NOT_BY_VECTORS_04 | {
-    f"PEER-{i}" for i in range(1, 10)}
+    f"NET-{i}" for i in range(1, 13)} | {"BLOB-4", "BLOB-6", "BLOB-15"} | {
+    f"KAD-{i}" for i in range(1, 10)} | NOT_BY_VECTORS_04 | {
+    f"ADDR-{i}" for i in range(1, 7)} | {  # what a node dials: tests/test_addrpolicy.py
+    f"PEER-{i}" for i in range(1, 10)}  # scores, bans, connections: tests/adversarial
 
 
 def _defined() -> dict[str, str]:
