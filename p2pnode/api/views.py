@@ -66,6 +66,9 @@ def node_status(node: Any) -> dict[str, Any]:
         jobs = {"requested": counts, "working": market.worker.machine.active,
                 "slots": node.config.jobs_concurrency}
     limits = market.usage() if market is not None else {}
+    guard = node.stack.guard if node.stack else None
+    if guard is not None:
+        limits = {**limits, **guard.usage()}
     return {
         "peer_id": node.peer_id,
         "network": node.config.network,

@@ -186,6 +186,15 @@ class PeerGuard:
               ban_s=self.bans.ban_s)
         self.wake()
 
+    def usage(self) -> dict[str, dict[str, int]]:
+        """Connections and bans against their limits (``p2pnode status``)."""
+        now = self._clock()
+        return {
+            "connections": {"held": len(self.host.get_network().get_connections()),
+                            "cap": self.limits.max_connections},
+            "bans": {"held": len(self.bans.banned(now)), "cap": self.bans.max_bans},
+        }
+
     # -- the loop -----------------------------------------------------------------------
 
     def wake(self) -> None:

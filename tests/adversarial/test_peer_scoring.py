@@ -27,6 +27,7 @@ from p2pnode.node import Node
 from p2pnode.peers import (
     GRAYLIST_THRESHOLD,
     HARD_LIMIT_HEADROOM,
+    MAX_BANS,
     BanReason,
     CloseReason,
     topic_score,
@@ -127,6 +128,7 @@ async def test_an_invalid_gossip_flood_gets_the_sender_graylisted_banned_and_ref
             ok, err = await victim.caps.gossip.dial(
                 f"{bad.host.get_addrs()[0]}".split("/p2p/")[0] + f"/p2p/{bad.peer_id}", 3.0)
             assert (ok, err) == (False, "banned")
+            assert victim.status()["limits"]["bans"] == {"held": 1, "cap": MAX_BANS}
             assert counter(victim, "p2pnode_dials_refused", reason="banned") == 1
 
             # The honest nodes still hear each other.
@@ -236,5 +238,7 @@ async def test_a_connection_flood_does_not_push_out_protected_peers(tmp_path: Pa
                            reason=CloseReason.OVER_LIMIT.value) >= DIALERS
             assert victim.metrics.registry.get_sample_value("p2pnode_connections_max") == limit
             assert victim.metrics.registry.get_sample_value("p2pnode_peers_protected") == 2
+            usage = victim.status()["limits"]["connections"]
+            assert usage["cap"] == limit and usage["held"] <= limit
             # The worker was protected by its lease throughout: the lease is still live.
             assert not job.terminal

@@ -177,7 +177,9 @@ def test_run_status_peers_caps_metrics_then_sigterm(
     limits = st["limits"]  # usage against every bound of the market
     assert limits["blobs"] == {"bytes": 0, "quota": 4 << 30}
     assert limits["requester_jobs"] == {"held": 0, "cap": 10_000}
-    assert set(limits) == {"blobs", "requester_jobs", "worker_finished", "worker_seen"}
+    assert set(limits) == {"blobs", "requester_jobs", "worker_finished", "worker_seen",
+                           "connections", "bans"}
+    assert limits["connections"] == {"held": 0, "cap": 64}
     assert stat.S_IMODE((home / API_FILE).stat().st_mode) == 0o600
 
     # The node hears its own first ad through its subscription.
