@@ -212,8 +212,12 @@ class PeerGuard:
     async def sweep(self) -> None:
         now = self._clock()
         for peer in self.bans.expire(now):
-            self.pubsub.remove_from_blacklist(ID.from_base58(peer))
             event(log, "peer.unbanned", peer=peer)
+        # pubsub's blacklist follows the ban list, including bans it forgot when full.
+        banned = set(self.bans.banned(now))
+        for pid in list(self.pubsub.blacklisted_peers):
+            if pid.to_base58() not in banned:
+                self.pubsub.remove_from_blacklist(pid)
         conns = self.host.get_network().get_connections()
         by_peer: dict[str, list[Any]] = {}
         for c in conns:

@@ -141,8 +141,10 @@ def hard_connection_config(max_connections: int) -> ConnectionConfig:
     """
     hard = max_connections + HARD_LIMIT_HEADROOM
     # min_connections 0: py-libp2p admits only max_connections - min_connections inbound
-    # connections, reserving the rest for its auto-connector's outbound dials.
-    low = min(ConnectionConfig().low_watermark, hard)
+    # connections, reserving the rest for its auto-connector's outbound dials. That
+    # auto-connector dials known peers up to the low watermark: never beyond our limit,
+    # or it and our pruning would churn connections for ever.
+    low = min(ConnectionConfig().low_watermark, max_connections)
     return ConnectionConfig(max_connections=hard, high_watermark=hard, low_watermark=low,
                             min_connections=0)
 
@@ -254,8 +256,10 @@ async def run_stack(
     gate_gossip(gossipsub, scorer)
     pubsub = Pubsub(host, gossipsub, strict_signing=True)
     dht = KadDHT(host, DHTMode.SERVER, enable_random_walk=False)
-    guard = PeerGuard(host, pubsub, scorer, limits=limits, bans=bans or BanList(),
-                      metrics=PeerMetrics(registry or CollectorRegistry()))
+    # (an empty BanList is falsy: "bans or BanList()" would drop the configured one)
+    guard = PeerGuard(host, pubsub, scorer, limits=limits,
+                      bans=BanList() if bans is None else bans,
+                      metrics=PeerMetrics(CollectorRegistry() if registry is None else registry))
     if configure_dht is not None:
         configure_dht(dht)
     async with AsyncExitStack() as stack:

@@ -36,6 +36,7 @@ from tests.adversarial.attacker import LOOPBACK, attacker_against, node_addr
 from tests.integration.helpers import HW, LOOP_WAT, node_config, running_nodes, wait_for
 
 TEST_TIMEOUT_S = 40
+BAN_S = 300.0
 
 
 def counter(node: Node, name: str, **labels: str) -> float:
@@ -78,7 +79,8 @@ async def honest_ads_flow(src: Node, dst: Node) -> None:
 async def test_an_invalid_gossip_flood_gets_the_sender_graylisted_banned_and_refused(
         tmp_path: Path) -> None:
     with trio.fail_after(TEST_TIMEOUT_S):
-        async with running_nodes(tmp_path, 3) as nodes, attacker_against(nodes[0]) as bad:
+        async with running_nodes(tmp_path, 3, peers_ban_s=BAN_S) as nodes, \
+                attacker_against(nodes[0]) as bad:
             victims = nodes[:2]
             await bad.host.connect(info_from_p2p_addr(multiaddr.Multiaddr(node_addr(nodes[1]))))
             await wait_for(lambda: {v.peer_id for v in victims} <= {
@@ -105,6 +107,7 @@ async def test_an_invalid_gossip_flood_gets_the_sender_graylisted_banned_and_ref
                 assert invalid < 100
                 assert v.stack is not None and v.stack.guard is not None
                 assert v.stack.guard.is_banned(bad.peer_id)
+                assert v.stack.guard.bans.ban_s == BAN_S  # [peers] ban_s
             # Nothing the attacker sent reached an honest node's table.
             assert all(bad.peer_id not in {e.peer_id for e in n.table.live(n.now_ms())}
                        for n in nodes)
