@@ -10,6 +10,7 @@ never closed for a limit; a ban closes them too.
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -29,6 +30,7 @@ log = logging.getLogger("p2pnode.net")
 
 SWEEP_S = 1.0
 DISCONNECT_TIMEOUT_S = 2.0
+LOG_EVERY_S = 1.0
 Clock = Callable[[], float]
 
 
@@ -115,6 +117,8 @@ class PeerGuard:
         self._sources: list[Callable[[], Iterable[str]]] = []
         self._since: dict[str, float] = {}
         self._wake = trio.Event()
+        self._unlogged: collections.Counter[str] = collections.Counter()
+        self._logged_at = -LOG_EVERY_S
         metrics.max_connections.set(limits.max_connections)
 
     # -- protection (PEER-8) --------------------------------------------------------------
@@ -236,11 +240,16 @@ class PeerGuard:
         self.metrics.connections.set(len(conns))
         self.metrics.protected.set(sum(1 for p in view if p.protected))
         self.metrics.bans.set(len(self.bans))
+        self._unlogged.update(c.reason.value for c in closes)
+        if self._unlogged and now - self._logged_at >= LOG_EVERY_S:
+            # One line a second at most: a flood of connections must not flood the log.
+            event(log, "connections.closed", logging.WARNING, count=self._unlogged.total(),
+                  reasons=dict(self._unlogged), connections=len(conns),
+                  limit=self.limits.max_connections)
+            self._unlogged.clear()
+            self._logged_at = now
         if not closes:
             return
-        event(log, "connections.closed", logging.INFO if len(closes) < 10 else logging.WARNING,
-              count=len(closes), reasons=sorted({c.reason.value for c in closes}),
-              connections=len(conns), limit=self.limits.max_connections)
         async with trio.open_nursery() as nursery:
             for c in closes:
                 self.metrics.closed.labels(reason=c.reason.value).inc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
 from libp2p.peer.id import ID
 from prometheus_client import CollectorRegistry
 
@@ -162,3 +163,17 @@ async def test_the_lease_source_protects_its_peers() -> None:
     await g.sweep()
     assert host.closed == [other]
     assert g.unprotect(held, "none") is False  # tags and sources are separate
+
+
+async def test_a_flood_of_closes_logs_one_line_a_second(caplog: pytest.LogCaptureFixture
+                                                         ) -> None:
+    g, host, _, clock, registry = guard(ConnLimits(max_connections=1))
+    host.connect(new_peer())
+    for _ in range(5):  # five newcomers within one second, each closed on arrival
+        host.connect(new_peer())
+        await g.sweep()
+    clock.now += 1
+    await g.sweep()
+    lines = [r for r in caplog.records if r.getMessage() == "connections.closed"]
+    assert closed(registry, "over_limit") == 5
+    assert [r.fields["count"] for r in lines] == [1, 4]  # type: ignore[attr-defined]
