@@ -1,5 +1,5 @@
 """Which addresses taken from capability ads a node dials, and how fast (spec 03 §5.4,
-ADDR-1 to ADDR-6); pure: the caller passes ``now``.
+ADDR-1 to ADDR-7); pure: the caller passes ``now``.
 
 An ad's ``addrs`` are whatever its signer chose to write. Dialled blindly, they turn every
 node of the network into a port scanner of the signer's choosing — of the nodes' own
@@ -9,7 +9,7 @@ loopback and LAN as much as of anyone on the internet.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -86,6 +86,19 @@ def filter_ad_addrs(addrs: Iterable[str], allow_private: bool) -> Filtered:
         else:
             dropped.append(why)
     return Filtered(keep, dropped)
+
+
+def learned_addr_check(allow_private: bool,
+                       configured: Iterable[str]) -> Callable[[str], AddrDrop | None]:
+    """ADDR-7: the check of an address learned from the network (identify, a DHT answer)
+    before it is kept for dialling: ADDR-2 and ADDR-3, except for the addresses the
+    operator configured (``configured``: bootstrap multiaddrs, with or without ``/p2p/``)."""
+    exempt = frozenset(a.split("/p2p/")[0] for a in configured)
+
+    def check(addr: str) -> AddrDrop | None:
+        return None if addr in exempt else check_addr(addr, allow_private)
+
+    return check
 
 
 def private_addrs_allowed(setting: str, listen: Iterable[str], bootstrap: Iterable[str]) -> bool:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from p2pnode.addrpolicy import learned_addr_check, private_addrs_allowed
 from p2pnode.caps.probe import Hardware, probe
 from p2pnode.caps.table import CapTable
 from p2pnode.config import STATE_DB, Config
@@ -126,13 +127,16 @@ class Node:
             self.hardware = await trio.to_thread.run_sync(
                 lambda: probe(include_gpus=self.config.caps_probe_gpus))
         cfg = self.config
+        allow_private = private_addrs_allowed(cfg.net_private_addrs, cfg.listen, cfg.bootstrap)
         limits = ConnLimits(max_connections=cfg.peers_max_connections,
                             max_per_ip=cfg.peers_max_connections_per_ip,
                             limit_loopback=cfg.peers_limit_loopback)
         async with run_stack(self.identity, cfg.network, list(cfg.listen), limits=limits,
                              bans=BanList(ban_s=cfg.peers_ban_s),
                              registry=self.metrics.registry,
-                             configure_dht=self._harden_dht) as st:
+                             configure_dht=self._harden_dht,
+                             addr_check=learned_addr_check(allow_private, cfg.bootstrap)
+                             ) as st:
             self.stack = st
             assert st.guard is not None
             for addr in cfg.bootstrap:  # PEER-8
@@ -193,7 +197,7 @@ class Node:
 
     def _build_market(self, st: NetStack) -> JobsService:
         """Wire the job market: its machines behind typed ports (spec 04)."""
-        from p2pnode.addrpolicy import filter_ad_addrs, private_addrs_allowed
+        from p2pnode.addrpolicy import filter_ad_addrs
         from p2pnode.blobs.store import BlobStore
         from p2pnode.jobs.executors.base import Limits
         from p2pnode.jobs.matching import Capacity

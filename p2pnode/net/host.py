@@ -28,9 +28,10 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 
 from p2pnode.identity import Identity
+from p2pnode.net.addrgate import AddrCheck, gate_peerstore
 from p2pnode.net.connmgr import PeerGuard, PeerMetrics
 from p2pnode.net.scoring import Scorer, gate_gossip
 from p2pnode.peers import HARD_LIMIT_HEADROOM, BanList, ConnLimits
@@ -227,12 +228,14 @@ async def run_stack(
     limits: ConnLimits | None = None, bans: BanList | None = None,
     registry: CollectorRegistry | None = None,
     configure_dht: Callable[[KadDHT], None] | None = None,
+    addr_check: AddrCheck | None = None,
 ) -> AsyncIterator[NetStack]:
     """Start host, GossipSub, Kad-DHT and the peer guard; stop them all when the block
     exits. ``registry`` receives the guard's metrics (a fresh one when None).
 
     ``configure_dht`` runs before the host listens, so no peer ever meets the DHT's
-    py-libp2p defaults (``p2pnode.net.kad.harden_dht``: spec 03 §5.2, §5.3)."""
+    py-libp2p defaults (``p2pnode.net.kad.harden_dht``: spec 03 §5.2, §5.3); so does
+    ``addr_check``, the address policy of the peerstore (ADDR-7)."""
     check_listen_addrs(listen)  # before patching: a refused start changes nothing
     patch_libp2p(net)
     limits = limits or ConnLimits()
@@ -262,6 +265,13 @@ async def run_stack(
                       metrics=PeerMetrics(CollectorRegistry() if registry is None else registry))
     if configure_dht is not None:
         configure_dht(dht)
+    if addr_check is not None:
+        dropped = Counter("p2pnode_peer_addrs_dropped", "Addresses of peers from identify or "
+                          "the DHT not kept for dialling (spec 03 ADDR-7), by reason",
+                          ["reason"], registry=CollectorRegistry() if registry is None
+                          else registry)
+        gate_peerstore(host, addr_check,
+                       lambda why: dropped.labels(reason=why.value).inc())
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(host.run([multiaddr.Multiaddr(a) for a in listen]))
         await stack.enter_async_context(background_trio_service(pubsub))

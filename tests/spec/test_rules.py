@@ -28,7 +28,7 @@ NOT_BY_VECTORS = {"ID-5", "ID-6", "ENV-12", "TBL-5", "TBL-6", "RL-2", "RL-3"} | 
     f"PUB-{i}" for i in range(1, 9)} | {
     f"NET-{i}" for i in range(1, 13)} | {"BLOB-4", "BLOB-6", "BLOB-15"} | {
     f"KAD-{i}" for i in range(1, 10)} | NOT_BY_VECTORS_04 | {
-    f"ADDR-{i}" for i in range(1, 7)} | {  # what a node dials: tests/test_addrpolicy.py
+    f"ADDR-{i}" for i in range(1, 8)} | {  # what a node dials: tests/test_addrpolicy.py
     f"PEER-{i}" for i in range(1, 10)}  # scores, bans, connections: tests/adversarial
 
 
