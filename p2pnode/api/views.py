@@ -69,6 +69,13 @@ def node_status(node: Any) -> dict[str, Any]:
     guard = node.stack.guard if node.stack else None
     if guard is not None:
         limits = {**limits, **guard.usage()}
+    if node.stack is not None:
+        from p2pnode.net.kad import dht_usage
+
+        limits = {**limits, **dht_usage(node.stack.dht)}
+    limits["caps_table"] = {"held": len(node.table), "cap": node.table.max_entries}
+    limits["signature_cache"] = {"held": len(node.signatures),
+                                 "cap": node.signatures.max_entries}
     return {
         "peer_id": node.peer_id,
         "network": node.config.network,

@@ -387,3 +387,16 @@ def _kad_protocol() -> Any:
 
     # patch_libp2p has set it to /p2pnode/<net>/kad/1.0.0 by now (NET-10).
     return kad_main.PROTOCOL_ID  # type: ignore[attr-defined]
+
+
+def dht_usage(dht: Any) -> dict[str, dict[str, int]]:
+    """What the DHT holds for others against its bounds (KAD-3, KAD-4; ``p2pnode status``)."""
+    out: dict[str, dict[str, int]] = {}
+    values, providers = getattr(dht, "value_store", None), getattr(dht, "provider_store", None)
+    if isinstance(values, BoundedValueStore):
+        out["dht_records"] = {"held": len(values.book), "cap": values.book.max_records}
+        out["dht_record_bytes"] = {"held": values.book.bytes, "cap": values.book.max_bytes}
+    if isinstance(providers, BoundedProviderStore):
+        out["dht_providers"] = {"held": providers.book.total,
+                                "cap": providers.book.total_max}
+    return out

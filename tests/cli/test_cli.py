@@ -178,8 +178,11 @@ def test_run_status_peers_caps_metrics_then_sigterm(
     assert limits["blobs"] == {"bytes": 0, "quota": 4 << 30}
     assert limits["requester_jobs"] == {"held": 0, "cap": 10_000}
     assert set(limits) == {"blobs", "requester_jobs", "worker_finished", "worker_seen",
-                           "connections", "bans"}
+                           "connections", "bans", "dht_records", "dht_record_bytes",
+                           "dht_providers", "caps_table", "signature_cache"}
     assert limits["connections"] == {"held": 0, "cap": 64}
+    assert limits["dht_records"] == {"held": 0, "cap": 4096}
+    assert limits["caps_table"]["cap"] == 10_000
     assert stat.S_IMODE((home / API_FILE).stat().st_mode) == 0o600
 
     # The node hears its own first ad through its subscription.
