@@ -35,6 +35,7 @@ from p2pnode.net.addrgate import AddrCheck, gate_peerstore
 from p2pnode.net.connmgr import PeerGuard, PeerMetrics
 from p2pnode.net.scoring import Scorer, gate_gossip
 from p2pnode.peers import HARD_LIMIT_HEADROOM, BanList, ConnLimits
+from p2pnode.wire.envelope import SignatureCache
 
 OUTBOUND_QUEUE_SIZE = 1024
 GOSSIPSUB_PROTOCOLS = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
@@ -49,6 +50,9 @@ def caps_topic(net: str) -> str:
 
 
 _patched_net: str | None = None
+# Pubsub signature verdicts of this process (the patch below is process-wide, like
+# py-libp2p's validator it wraps; a verdict depends on the message bytes alone).
+PUBSUB_SIGNATURES = SignatureCache()
 
 
 def patch_libp2p(net: str) -> None:
@@ -93,6 +97,17 @@ def patch_libp2p(net: str) -> None:
     pid = TProtocol(kad_protocol_id(net))
     for mod in (kad_common, kad_main, kad_routing, kad_providers, kad_values):
         mod.PROTOCOL_ID = pid  # type: ignore[attr-defined]
+    # Pubsub marks a message seen only once it passed validation, so every copy of a
+    # message that failed (a forged signature, a rejected payload) has its signature
+    # verified again. Verdicts are held by the bytes of the message (spec 01 ENV-12); the
+    # message is re-encoded deterministically, so two encodings of it share one verdict.
+    verify_pubsub_signature = pubsub_mod.signature_validator  # type: ignore[attr-defined]
+
+    def signature_validator(msg: Any) -> bool:
+        return bool(PUBSUB_SIGNATURES.verdict(msg.SerializeToString(deterministic=True),
+                                              lambda: verify_pubsub_signature(msg)))
+
+    pubsub_mod.signature_validator = signature_validator  # type: ignore[attr-defined]
     # libp2p logs at INFO into the root logger; keep its records out of ours.
     # Without a handler Python's last-resort handler would print its warnings as bare text.
     lp = logging.getLogger("libp2p")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,13 +78,18 @@ class SignatureCache:
     def check(self, data: bytes, k: bytes, signed: bytes, s: bytes) -> bool:
         """Whether ``s`` is ``k``'s signature of ``signed`` (the signing input of ``data``),
         verifying only if these envelope bytes were not checked before."""
+        return self.verdict(data, lambda: verify(k, signed, s))
+
+    def verdict(self, data: bytes, verify_once: Callable[[], bool]) -> bool:
+        """The verdict held for ``data``, or ``verify_once()``'s, then held. ``data`` must
+        determine the verdict: every byte the verification reads is in it."""
         digest = hashlib.sha256(data).digest()
         held = self._verdicts.get(digest)
         if held is not None:
             self._verdicts.move_to_end(digest)
             self.hits += 1
             return held
-        ok = verify(k, signed, s)
+        ok = verify_once()
         self.verifications += 1
         self._verdicts[digest] = ok
         if len(self._verdicts) > self.max_entries:
