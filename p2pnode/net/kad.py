@@ -291,6 +291,25 @@ class BoundedProviderStore(ProviderStore):  # type: ignore[misc]
         self.book = ProviderBook(limits, exempt=str(host.get_id()))
         self.now = now
         self.metrics = metrics
+        self.provide_ttl_s = limits.provider_ttl_s
+        self._provided_at: dict[bytes, float] = {}
+
+    async def provide(self, key: bytes) -> bool:
+        # py-libp2p keeps every key it ever provided and republishes them all daily; a
+        # discovery key is worth providing for a few minutes (DHT-10), so a key we have not
+        # provided again within the provider TTL is forgotten (KAD-4).
+        self._provided_at[key] = self.now()
+        return bool(await super().provide(key))
+
+    def forget_old_provides(self) -> int:
+        """Drop our own provided keys not provided again within the provider TTL."""
+        cutoff = self.now() - self.provide_ttl_s
+        old = [k for k, t in self._provided_at.items() if t < cutoff]
+        for key in old:
+            del self._provided_at[key]
+            self.providing_keys.discard(key)
+            self._last_republish.pop(key, None)
+        return len(old)
 
     def _drop(self, key: bytes, peer: str) -> None:
         peers = self.providers.get(key)
@@ -328,6 +347,7 @@ class BoundedProviderStore(ProviderStore):  # type: ignore[misc]
     def cleanup_expired(self) -> None:
         for key, peer in self.book.expire(self.now()):
             self._drop(key, peer)
+        self.forget_old_provides()
         self.metrics.providers.set(self.book.total)
 
     def size(self) -> int:

@@ -240,3 +240,25 @@ async def test_idle_identify_push_streams_are_bounded_and_timed_out(tmp_path: Pa
         with trio.fail_after(IDLE_S + 10):
             await wait_for(lambda: streams(victim, "timed_out", "identify_push") == 4)
         assert open_streams(victim, "identify_push") == 0
+
+
+async def test_our_own_provided_keys_are_forgotten_after_the_provider_ttl(
+        tmp_path: Path) -> None:
+    """py-libp2p keeps every key a node ever provided and republishes them all daily; with
+    discovery keys changing every minute that would grow without end (KAD-4)."""
+    async with dht_nodes(tmp_path, 2) as (node, _peer):
+        assert node.stack is not None
+        providers = node.stack.dht.provider_store
+        assert isinstance(providers, BoundedProviderStore)
+        now = [1_000_000.0]
+        providers.now = lambda: now[0]
+        old, fresh = b"\x12\x20" + b"\x02" * 32, b"\x12\x20" + b"\x03" * 32
+        with trio.fail_after(20):
+            assert await providers.provide(old)
+            now[0] += providers.provide_ttl_s / 2
+            assert await providers.provide(fresh)
+        assert {old, fresh} <= providers.providing_keys
+        now[0] += providers.provide_ttl_s / 2 + 1
+        providers.cleanup_expired()
+        assert old not in providers.providing_keys and old not in providers._last_republish
+        assert fresh in providers.providing_keys
