@@ -110,3 +110,21 @@ async def attacker_against(victim: Node, identity: Identity | None = None
             p.to_base58() for p in victim.stack.pubsub.peer_topics.get(topic, set())})
         yield Attacker(identity=identity, host=host, pubsub=pubsub, gossipsub=gossipsub,
                        topic=topic, subscription=sub)
+
+
+def signed_pubsub_message(origin: Identity, data: bytes, topic: str, seqno: int) -> Any:
+    """A pubsub message from ``origin`` with a correct StrictSign signature, ready for
+    ``push_msg`` (so it can come from any key, not only the attacker host's own)."""
+    from libp2p.peer.id import ID
+    from libp2p.pubsub.pb import rpc_pb2
+    from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX
+
+    from p2pnode.net.host import libp2p_key_pair
+
+    kp = libp2p_key_pair(origin)
+    msg = rpc_pb2.Message(data=data, topicIDs=[topic],
+                          from_id=ID.from_pubkey(kp.public_key).to_bytes(),
+                          seqno=seqno.to_bytes(8, "big"))
+    msg.signature = kp.private_key.sign(PUBSUB_SIGNING_PREFIX.encode() + msg.SerializeToString())
+    msg.key = kp.public_key.serialize()
+    return msg

@@ -20,7 +20,7 @@ from p2pnode.services.caps import ADS_BURST
 from p2pnode.wire import cbor
 from p2pnode.wire.envelope import open_envelope
 from p2pnode.wire.reasons import Reason
-from tests.adversarial.attacker import Attacker, attacker_against
+from tests.adversarial.attacker import Attacker, attacker_against, signed_pubsub_message
 from tests.caps.ads import make_ad, sealed_body
 from tests.integration.helpers import running_nodes, wait_for
 from tests.wire import altcbor
@@ -207,11 +207,6 @@ async def test_ads_from_many_fresh_keys_are_limited_per_forwarder(tmp_path: Path
     """A sybil flood: one connection injects correctly signed pubsub messages from many
     fresh keys, each carrying a valid ad. Per-origin limits (RL-1) never trigger; the
     per-forwarder limit (RL-3) does, and the table stops growing."""
-    from libp2p.peer.id import ID
-    from libp2p.pubsub.pb import rpc_pb2
-    from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX
-
-    from p2pnode.net.host import libp2p_key_pair
     from p2pnode.ratelimit import PeerRateLimiter
 
     # A tighter bucket than the default (FWD_BURST=200, 50/s) keeps the test independent
@@ -227,15 +222,8 @@ async def test_ads_from_many_fresh_keys_are_limited_per_forwarder(tmp_path: Path
                 messages = []
                 for i in range(flood):
                     sybil = Identity.generate()
-                    kp = libp2p_key_pair(sybil)
-                    msg = rpc_pb2.Message(
-                        data=fresh_ad(victim, sybil, 1), topicIDs=[attacker.topic],
-                        from_id=ID.from_pubkey(kp.public_key).to_bytes(),
-                        seqno=i.to_bytes(8, "big"))
-                    msg.signature = kp.private_key.sign(
-                        PUBSUB_SIGNING_PREFIX.encode() + msg.SerializeToString())
-                    msg.key = kp.public_key.serialize()
-                    messages.append(msg)
+                    messages.append(signed_pubsub_message(
+                        sybil, fresh_ad(victim, sybil, 1), attacker.topic, i))
                 seen_before = victim.metrics.ads_accepted._value.get()
                 start = trio.current_time()
                 for msg in messages:

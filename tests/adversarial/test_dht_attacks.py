@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from p2pnode.net.kad import BoundedProviderStore, BoundedValueStore, KadSettings
 from p2pnode.node import Node
 from p2pnode.ratelimit import StreamLimits
 from tests.adversarial.attacker import LOOPBACK, node_addr, read_all
-from tests.integration.helpers import HW, node_config, wait_for
+from tests.integration.helpers import running_nodes, wait_for
 
 NET = "testnet"
 IDLE_S = 4.0
@@ -45,23 +45,9 @@ SETTINGS = KadSettings(
     idle_s=IDLE_S, max_s=30.0, service_idle_s=IDLE_S)
 
 
-@asynccontextmanager
-async def dht_nodes(tmp: Path, n: int) -> AsyncIterator[list[Node]]:
+def dht_nodes(tmp: Path, n: int) -> AbstractAsyncContextManager[list[Node]]:
     """``n`` nodes with SETTINGS; every node after the first bootstraps from the first."""
-    async with trio.open_nursery() as nursery:
-        nodes: list[Node] = []
-        for i in range(n):
-            home = tmp / f"node{i}"
-            home.mkdir(parents=True, exist_ok=True)
-            boot = (node_addr(nodes[0]),) if nodes else ()
-            node = Node(home, node_config(bootstrap=boot), Identity.generate(), hardware=HW,
-                        kad=SETTINGS)
-            await nursery.start(node.run)
-            nodes.append(node)
-        try:
-            yield nodes
-        finally:
-            nursery.cancel_scope.cancel()
+    return running_nodes(tmp, n, node_kw={"kad": SETTINGS})
 
 
 @dataclass
@@ -253,10 +239,10 @@ async def test_our_own_provided_keys_are_forgotten_after_the_provider_ttl(
         now = [1_000_000.0]
         providers.now = lambda: now[0]
         old, fresh = b"\x12\x20" + b"\x02" * 32, b"\x12\x20" + b"\x03" * 32
-        with trio.fail_after(20):
-            assert await providers.provide(old)
+        with trio.fail_after(20):  # (whether a peer took the records does not matter here)
+            await providers.provide(old)
             now[0] += providers.provide_ttl_s / 2
-            assert await providers.provide(fresh)
+            await providers.provide(fresh)
         assert {old, fresh} <= providers.providing_keys
         now[0] += providers.provide_ttl_s / 2 + 1
         providers.cleanup_expired()

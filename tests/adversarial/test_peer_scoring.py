@@ -32,7 +32,7 @@ from p2pnode.peers import (
     CloseReason,
     topic_score,
 )
-from tests.adversarial.attacker import LOOPBACK, attacker_against, node_addr
+from tests.adversarial.attacker import LOOPBACK, attacker_against, node_addr, signed_pubsub_message
 from tests.integration.helpers import HW, LOOP_WAT, node_config, running_nodes, wait_for
 
 TEST_TIMEOUT_S = 40
@@ -46,22 +46,8 @@ def counter(node: Node, name: str, **labels: str) -> float:
 
 def sybil_messages(topic: str, n: int) -> list[Any]:
     """``n`` correctly signed pubsub messages of garbage, each from a fresh key."""
-    from libp2p.pubsub.pb import rpc_pb2
-    from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX
-
-    from p2pnode.net.host import libp2p_key_pair
-
-    out = []
-    for i in range(n):
-        kp = libp2p_key_pair(Identity.generate())
-        msg = rpc_pb2.Message(data=b"\xff not an envelope %d" % i, topicIDs=[topic],
-                              from_id=ID.from_pubkey(kp.public_key).to_bytes(),
-                              seqno=i.to_bytes(8, "big"))
-        msg.signature = kp.private_key.sign(
-            PUBSUB_SIGNING_PREFIX.encode() + msg.SerializeToString())
-        msg.key = kp.public_key.serialize()
-        out.append(msg)
-    return out
+    return [signed_pubsub_message(Identity.generate(), b"\xff not an envelope %d" % i, topic, i)
+            for i in range(n)]
 
 
 def connected(node: Node, peer: str) -> bool:

@@ -24,8 +24,10 @@ def node_config(**kw: object) -> Config:
 
 
 @asynccontextmanager
-async def running_nodes(tmp: Path, n: int, **cfg: object) -> AsyncIterator[list[Node]]:
-    """Start ``n`` nodes; every node after the first bootstraps from the first."""
+async def running_nodes(tmp: Path, n: int, *, node_kw: dict[str, Any] | None = None,
+                        **cfg: object) -> AsyncIterator[list[Node]]:
+    """Start ``n`` nodes (``Node(..., **node_kw)``, config fields ``cfg``); every node after
+    the first bootstraps from the first."""
     async with trio.open_nursery() as nursery:
         nodes: list[Node] = []
         for i in range(n):
@@ -35,7 +37,8 @@ async def running_nodes(tmp: Path, n: int, **cfg: object) -> AsyncIterator[list[
             if nodes:
                 first = nodes[0]
                 boot = (f"{first.stack.listen_addrs()[0].split('/p2p/')[0]}/p2p/{first.peer_id}",)
-            node = Node(home, node_config(bootstrap=boot, **cfg), Identity.generate(), hardware=HW)
+            node = Node(home, node_config(bootstrap=boot, **cfg), Identity.generate(), hardware=HW,
+                        **(node_kw or {}))
             await nursery.start(node.run)
             nodes.append(node)
         try:
