@@ -54,6 +54,13 @@ EXAMPLES: list[tuple[str, str, Any, tuple[str, ...], str]] = [
     ("text_cjk", "63e6b0b4", "\u6c34", ("ENC-8",), "RFC 8949 Appendix A: three-byte UTF-8"),
     ("text_4byte", "64f0908591", "\U00010151", ("ENC-8",),
      "RFC 8949 Appendix A: four-byte UTF-8"),
+    ("text_bom", "64efbbbf61", "\ufeffa", ("ENC-8",),
+     "a text string that starts with U+FEFF keeps it: a byte order mark is a character like "
+     "any other, not a signature to drop"),
+    ("text_bom_alone", "63efbbbf", "\ufeff", ("ENC-8",), "the text string U+FEFF alone"),
+    ("map_bom_key", "a2616100" + "64efbbbf6101", {"a": 0, "\ufeffa": 1}, ("ENC-6", "ENC-8"),
+     'the keys "a" and U+FEFF "a" are distinct (a decoder that drops the mark sees a '
+     "duplicate)"),
     ("text_not_normalized", "6365cc81", "e\u0301", ("ENC-8",),
      "a decomposed e-acute is kept as it is: no Unicode normalization"),
     ("array_empty", "80", [], ("ENC-1",), "RFC 8949 Appendix A"),
@@ -218,6 +225,33 @@ INVALID: list[tuple[str, str, Reason, tuple[str, ...], str]] = [
      "an array claiming 2^32 elements in 10 bytes: refused before allocating"),
     ("huge_map_count", "bb0000000100000000" + "0000", Reason.TRUNCATED, ("ENC-12",),
      "a map claiming 2^32 entries"),
+    ("count_checked_before_elements", "8301ff", Reason.TRUNCATED, ("ENC-12",),
+     "an array of three with two bytes left: refused for its count before any element is "
+     "read (the second would be a stray break; spec 01 §2.3)"),
+    ("map_count_checked_before_entries", "a300ff", Reason.TRUNCATED, ("ENC-12",),
+     "a map of three entries with two bytes left: refused for its count before any entry "
+     "is read (spec 01 §2.3)"),
+    ("count_equal_to_remaining", "8201ff", Reason.INDEFINITE_LENGTH, ("ENC-12", "ENC-4"),
+     "an array of two with two bytes left passes the count check; its second element is a "
+     "stray break (spec 01 §2.3)"),
+    # ENC-5 and ENC-6: a key is read whole, then its type, then its order (spec 01 §2.3)
+    ("map_key_bytes_truncated", "a14200", Reason.TRUNCATED, ("ENC-5", "ENC-9"),
+     "a byte-string key that ends early: a key is read as a whole item before its type is "
+     "checked (spec 01 §2.3)"),
+    ("map_key_bytes_non_canonical", "a158010000", Reason.NON_CANONICAL, ("ENC-5", "ENC-3"),
+     "a byte-string key with a one-byte length: the key's own defect comes first "
+     "(spec 01 §2.3)"),
+    ("map_key_array_with_float", "a181f93c0000", Reason.FLOAT_FORBIDDEN, ("ENC-5", "ENC-1"),
+     "an array key holding a float: the float is met while the key is read "
+     "(spec 01 §2.3)"),
+    ("map_key_type_before_order", "a2616100" + "410000", Reason.UNSUPPORTED_TYPE,
+     ("ENC-5", "ENC-6"),
+     '{"a": 0, h\'00\': 0}: the byte-string key is of the wrong type and sorts before "a"; '
+     "its type is checked before its order (spec 01 §2.3)"),
+    ("map_key_order_before_value", "a2616200" + "6161f93c00", Reason.NON_CANONICAL,
+     ("ENC-6", "ENC-1"),
+     '{"b": 0, "a": 1.0}: the keys are out of order and the second value is a float; the '
+     "order is checked before the value is read (spec 01 §2.3)"),
     # ENC-11: depth
     ("too_deep_arrays", "81" * 17 + "00", Reason.TOO_DEEP, ("ENC-11",),
      "seventeen nested arrays: the integer is at depth 17"),

@@ -8,14 +8,16 @@ is ``params.seed``; yields ``signing_input.bin`` and ``envelope.cbor``.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from conformance.cases import ed25519
 from conformance.cases.common import ALICE, BASE_AD, BOB, assemble, key, seal, sign_bytes
 from conformance.jsonform import to_json
 from conformance.model import Case, Expected, Inputs, reject, valid
 from p2pnode.identity import Identity
-from p2pnode.wire import cbor
+from p2pnode.wire import cbor, envelope
 from p2pnode.wire.reasons import Reason
 
 AD = "caps.ad"
@@ -24,8 +26,7 @@ BODY_BYTES = cbor.encode(BODY)
 K = ALICE.public_key
 SIG = sign_bytes(ALICE, BODY_BYTES)
 GOOD = seal(BODY)
-# Order of the Ed25519 group (RFC 8032 §5.1).
-L = 2**252 + 27742317777372353535851937790883648493
+L = ed25519.L
 
 
 def _fields(**changes: Any) -> dict[Any, Any]:
@@ -122,6 +123,25 @@ def open_() -> Iterator[Case]:
     yield _case("too_large_before_decoding", b"\xff" * 4097, reject(Reason.TOO_LARGE),
                 "4097 bytes that are not CBOR: the size is checked before decoding",
                 ("ENV-6", "ENC-10"))
+    # ENV-6 with no expected type: the type's own limit, once t is read
+    yield _case("too_large_any_type", big, reject(Reason.TOO_LARGE),
+                "the same %d-byte caps.ad envelope with no expected type: under the largest "
+                "limit of any type (8704), over caps.ad's own, checked once t is read"
+                % len(big), ("ENV-6",), expected_type=None)
+    spec_sized = seal({"pad": bytes(5000)}, t="job.spec")
+    yield _case("large_job_spec_any_type", spec_sized, valid(),
+                "a correctly signed job.spec envelope of %d bytes with no expected type: "
+                "over caps.ad's limit, under job.spec's (8192), valid" % len(spec_sized),
+                ("ENV-6",), expected_type=None)
+    yield _case("too_large_any_type_before_decoding", b"\xff" * 8705, reject(Reason.TOO_LARGE),
+                "8705 bytes that are not CBOR and no expected type: over the largest limit of "
+                "any type (job.offer, 8704), refused before decoding", ("ENV-6", "ENC-10"),
+                expected_type=None)
+    yield _case("largest_limit_any_type_decodes", b"\xff" * 8704,
+                reject(Reason.INDEFINITE_LENGTH),
+                "8704 bytes that are not CBOR and no expected type: within the largest limit, "
+                "so decoding starts and meets a stray break byte", ("ENV-6", "ENC-4"),
+                expected_type=None)
     # ENV-7, ENV-8: the signature
     yield _case("bad_signature", _env(s=_flip(SIG, 10)), reject(Reason.BAD_SIGNATURE),
                 "one bit of R flipped", ("ENV-8",))
@@ -169,6 +189,7 @@ def open_() -> Iterator[Case]:
                 "the identity point as key and (R = identity, S = 0) as signature: satisfies "
                 "the cofactorless equation for every message, and must be refused",
                 ("ENV-8",))
+    yield from _ed25519_strictness()
     s_int = int.from_bytes(SIG[32:], "little")
     yield _case("s_scalar_not_reduced",
                 _env(s=SIG[:32] + (s_int + L).to_bytes(32, "little")),
@@ -197,6 +218,60 @@ def open_() -> Iterator[Case]:
                 reject(Reason.UNKNOWN_TYPE),
                 "an unknown type whose signature (made for caps.ad) does not verify: the type "
                 "is checked before the signature", ("ENV-9", "ENV-5"))
+
+
+def _nonce(label: str) -> int:
+    return int.from_bytes(hashlib.sha512(b"p2pnode conformance nonce " + label.encode())
+                          .digest(), "little") % L
+
+
+def _ed25519_strictness() -> Iterator[Case]:
+    """One signature per check of ENV-8 that only that check refuses: a verifier that skips
+    it, or uses the cofactored equation instead of the cofactorless one, accepts exactly one
+    of these three and passes every other vector."""
+    message = envelope.signing_input(AD, 1, BODY_BYTES)
+    a = ed25519.secret_scalar(ALICE.seed)
+    big_a = ed25519.mul(a, ed25519.B)
+    assert ed25519.encode(big_a) == K
+
+    # R = [r]B + T with T of order 8 and S = r + h*a: [S]B = R - T, so the cofactorless
+    # equation fails while [8][S]B = [8]R + [8][h]A holds.
+    r = _nonce("cofactored")
+    big_r = ed25519.add(ed25519.mul(r, ed25519.B), ed25519.T8)
+    r_bytes = ed25519.encode(big_r)
+    h = ed25519.challenge(r_bytes, K, message) % L
+    sig = ed25519.signature(r_bytes, (r + h * a) % L)
+    yield _case("cofactored_equation_only", _env(s=sig), reject(Reason.BAD_SIGNATURE),
+                "alice's key; R = [r]B + T with T of order 8, S = r + h*a: the cofactored "
+                "equation [8][S]B = [8]R + [8][h]A holds, the cofactorless one does not; "
+                "neither the key nor R is of small order", ("ENV-8",))
+
+    # k of order 8 and R = [r]B, S = r, with r chosen so that 8 divides h (reduced mod L
+    # or not): then [h]k is the identity and [S]B = R + [h]k holds.
+    t8 = ed25519.encode(ed25519.T8)
+    r = _nonce("small order key")
+    big_r = ed25519.mul(r, ed25519.B)
+    while True:
+        r_bytes = ed25519.encode(big_r)
+        h_full = ed25519.challenge(r_bytes, t8, message)
+        if h_full % 8 == 0 and h_full % L % 8 == 0:
+            break
+        r, big_r = r + 1, ed25519.add(big_r, ed25519.B)
+    assert ed25519.same(ed25519.mul(r % L, ed25519.B),
+                        ed25519.add(big_r, ed25519.mul(h_full % L, ed25519.T8)))
+    yield _case("k_small_order_alone", _env(k=t8, s=ed25519.signature(r_bytes, r % L)),
+                reject(Reason.BAD_SIGNATURE),
+                "k is a point of order 8 (not the identity); R = [r]B is of large order and "
+                "[S]B = R + [h]k holds because 8 divides h: only the small-order check of k "
+                "refuses it", ("ENV-8",))
+
+    # R the identity and S = h*a: [S]B = [h]A = R + [h]A, cofactorless; k is alice's.
+    r_bytes = ed25519.encode(ed25519.IDENTITY)
+    h = ed25519.challenge(r_bytes, K, message) % L
+    yield _case("r_small_order_alone", _env(s=ed25519.signature(r_bytes, h * a % L)),
+                reject(Reason.BAD_SIGNATURE),
+                "alice's key; R is the identity point and S = h*a, so [S]B = R + [h]A "
+                "holds: only the small-order check of R refuses it", ("ENV-8",))
 
 
 RFC8032_TEST1 = Identity(bytes.fromhex(

@@ -221,3 +221,66 @@ def test_content_ids_and_signing_inputs(vectors: list[runner.Vector]) -> None:
             body = cbor2.loads(v.outputs["envelope.cbor"])["b"]
             assert v.outputs["signing_input.bin"].startswith(header)
             assert cbor2.loads(v.outputs["signing_input.bin"][len(header):]) == body
+
+
+def _signature_facts(k: bytes, s: bytes, message: bytes) -> dict[str, bool]:
+    """What RFC 8032 arithmetic says about one signature, check by check (ENV-8)."""
+    from conformance.cases import ed25519 as ed
+
+    r_bytes, big_s = s[:32], int.from_bytes(s[32:], "little")
+    try:
+        big_a, big_r = ed.decode(k), ed.decode(r_bytes)
+    except ValueError:
+        return {"decodes": False}
+    h = ed.challenge(r_bytes, k, message) % ed.L
+    r_check = ed.add(ed.mul(big_s, ed.B), ed.neg(ed.mul(h, big_a)))
+    return {
+        "decodes": ed.encode(big_a) == k and ed.encode(big_r) == r_bytes,
+        "s_reduced": big_s < ed.L,
+        "k_small": ed.same(ed.mul(8, big_a), ed.IDENTITY),
+        "r_small": ed.same(ed.mul(8, big_r), ed.IDENTITY),
+        "cofactorless": ed.encode(r_check) == r_bytes,
+        "cofactored": ed.same(ed.mul(8, ed.add(r_check, ed.neg(big_r))), ed.IDENTITY),
+    }
+
+
+def _accepts(facts: dict[str, bool], skip: str) -> bool:
+    """A model verifier: ENV-8 exactly, except for the one check named by ``skip``."""
+    if not facts["decodes"]:
+        return False
+    return ((facts["s_reduced"] or skip == "s_reduced")
+            and (not facts["k_small"] or skip == "k_small")
+            and (not facts["r_small"] or skip == "r_small")
+            and facts["cofactored" if skip == "cofactorless" else "cofactorless"])
+
+
+def test_each_ed25519_check_is_isolated_by_one_vector(vectors: list[runner.Vector]) -> None:
+    from p2pnode.wire import cbor, envelope
+    from p2pnode.wire.reasons import WireError
+
+    judged: dict[str, tuple[bool, dict[str, bool]]] = {}
+    for v in vectors:
+        exp = v.meta["expected"]
+        if v.handler != "envelope/open" or exp.get("reason") not in (None, "bad_signature"):
+            continue
+        try:
+            env = cbor.decode(v.inputs["input.cbor"], max_size=1 << 20)
+        except WireError:
+            continue
+        assert isinstance(env, dict)
+        k, s = env.get("k"), env.get("s")
+        if not (isinstance(k, bytes) and len(k) == 32 and isinstance(s, bytes)
+                and len(s) == 64):
+            continue
+        message = envelope.signing_input(env["t"], env["v"], cbor.encode(env["b"]))
+        judged[v.id] = (exp["result"] == "valid", _signature_facts(k, s, message))
+    assert len(judged) >= 15
+    for vid, (want, facts) in judged.items():
+        assert _accepts(facts, skip="") == want, vid
+    isolating = {"cofactorless": "envelope/open/cofactored_equation_only",
+                 "k_small": "envelope/open/k_small_order_alone",
+                 "r_small": "envelope/open/r_small_order_alone",
+                 "s_reduced": "envelope/open/s_scalar_not_reduced"}
+    for skip, only in isolating.items():
+        wrong = [vid for vid, (want, facts) in judged.items() if _accepts(facts, skip) != want]
+        assert wrong == [only], skip
