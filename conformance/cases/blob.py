@@ -162,6 +162,28 @@ def receive() -> Iterator[Case]:
                 reject(Reason.BAD_FIELD), "ok as the integer 1", ("BLOB-8",))
     yield _recv("header_not_map", encode_frame(cbor.encode([True, 45])),
                 reject(Reason.BAD_FIELD), "a header that is an array", ("BLOB-8",))
+    # BLOB-8's order: the map, then ok (which selects the variant), then the variant's
+    # unknown keys, its missing keys, its fields
+    for name, header, reason, desc in (
+            ("order_ok_before_unknown", {"ok": 1, "x": 0}, Reason.BAD_FIELD,
+             'ok the integer 1 and an extra key "x": ok is checked first, since it decides '
+             "which keys are known"),
+            ("order_no_ok_before_unknown", {"size": 45, "x": 0}, Reason.BAD_FIELD,
+             'no ok and an extra key "x": ok is checked first'),
+            ("order_unknown_before_missing", {"ok": True, "x": 0}, Reason.UNKNOWN_FIELD,
+             'BlobFound without size and with an extra key "x": unknown keys first'),
+            ("order_unknown_before_size", {"ok": True, "size": -1, "x": 0},
+             Reason.UNKNOWN_FIELD, 'BlobFound with size -1 and an extra key "x": unknown '
+             "keys before the fields"),
+            ("order_unknown_before_reason", {"ok": False, "reason": "sorry", "x": 0},
+             Reason.UNKNOWN_FIELD, 'BlobRefused with the reason "sorry" and an extra key '
+             '"x": unknown keys before the fields'),
+            ("found_with_reason", {"ok": True, "reason": "busy", "size": 45},
+             Reason.UNKNOWN_FIELD, "BlobFound with a reason: reason is a key of BlobRefused "
+             "only"),
+            ("found_without_size", {"ok": True}, Reason.BAD_FIELD, "BlobFound without size")):
+        yield _recv(name, encode_frame(cbor.encode(header)) + _body(CONTENT),
+                    reject(reason), desc, ("BLOB-8",))
     yield _recv("size_negative", encode_frame(cbor.encode({"ok": True, "size": -1})),
                 reject(Reason.BAD_FIELD), "size -1", ("BLOB-8",))
     yield _recv("reason_unknown", _refused("sorry"), reject(Reason.BAD_FIELD),

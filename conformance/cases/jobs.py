@@ -347,6 +347,18 @@ def message() -> Iterator[Case]:
                         t=T_OFFER, v=1),
                    reject(Reason.BAD_FIELD), "an offer whose spec field is 8193 bytes",
                    ("JOB-7",))
+    for name, net, desc in (
+            ("net_33_bytes", "n" * 33, "a net of 33 bytes: the schema bounds it to 1..32, "
+             "so it is refused as a field before it is compared with the receiver's"),
+            ("net_empty", "", "an empty net: refused as a field (1..32 bytes)")):
+        yield _message(f"claim_{name}", seal({**bodies[T_CLAIM], "net": net}, BOB,
+                                             t=T_CLAIM, v=1),
+                       reject(Reason.BAD_FIELD), desc, ("JOB-7", "JOB-9"))
+    yield _message("claim_net_32_bytes", seal({**bodies[T_CLAIM], "net": "n" * 32}, BOB,
+                                              t=T_CLAIM, v=1),
+                   reject(Reason.WRONG_NETWORK),
+                   "a net of 32 bytes is a well-formed field, then another network",
+                   ("JOB-7", "JOB-8"))
     yield _message("order_body_before_network",
                    seal({**bodies[T_CLAIM], "net": "mainnet", "price": -1}, BOB, t=T_CLAIM,
                         v=1),
@@ -439,6 +451,21 @@ def dht_record() -> Iterator[Case]:
                   "the id with spaces between its bytes", ("DHT-1",))
     yield _record("key_short_id", "/p2pjob/" + jid.hex()[:66], raw,
                   reject(Reason.ID_MISMATCH), "a key with a 33-byte id", ("DHT-1", "DHT-3"))
+    yield _record("key_odd_digits", "/p2pjob/" + jid.hex() + "0", raw,
+                  reject(Reason.BAD_FIELD),
+                  "69 lowercase hexadecimal digits: not the hex of any byte string, so DHT-1 "
+                  "refuses it before DHT-3 compares ids", ("DHT-1",))
+    yield _record("key_long_id", "/p2pjob/" + jid.hex() + "00", raw,
+                  reject(Reason.ID_MISMATCH),
+                  "70 digits, the hex of 35 bytes: DHT-1 holds, the id is not the value's",
+                  ("DHT-1", "DHT-3"))
+    yield _record("key_empty_id", "/p2pjob/", raw, reject(Reason.ID_MISMATCH),
+                  "no digits, the hex of the empty string: DHT-1 holds, the id is not the "
+                  "value's", ("DHT-1", "DHT-3"))
+    yield _record("key_fullwidth_digit", "/p2pjob/" + jid.hex()[:-1] + "\uff10", raw,
+                  reject(Reason.BAD_FIELD),
+                  "the last digit a fullwidth zero (U+FF10): only the ASCII digits 0-9 and "
+                  "a-f are hexadecimal", ("DHT-1",))
     yield _record("order_id_before_network", rkey, mainnet, reject(Reason.ID_MISMATCH),
                   "a mainnet job under another job's key: the id is checked first",
                   ("DHT-6",))
@@ -573,6 +600,19 @@ def requester() -> Iterator[Case]:
         "result and heartbeat are refused, the old worker may not claim again, a new "
         "worker gets lease 2 and completes the job",
         ("LEASE-4", "LEASE-5", "LEASE-9", "LEASE-10"))
+    yield _scenario("heartbeat_at_expiry", [
+        claim(T0), heartbeat(T0 + 10_000, 1, progress=100),
+        heartbeat(T0 + 20_001, 1, progress=200)],
+        "a lease granted at T0 expires at T0+10 s: a heartbeat in that very millisecond "
+        "renews it to T0+20 s; one at T0+20.001 s, with no tick between, is refused "
+        "lease_expired", ("LEASE-5", "LEASE-6"))
+    yield _scenario("result_at_expiry", [
+        claim(T0), claim(T0, W2), result(T0 + 10_000, 1),
+        result(T0 + 10_001, 2, worker=W2, output=OUT2)],
+        "two leases expiring at T0+10 s: a result in that very millisecond is taken for "
+        "verification; one at T0+10.001 s, with no tick between, is refused lease_expired",
+        ("LEASE-5", "LEASE-7"),
+        s=job(created=T0, deadline=T0 + 60_000, lease_s=10, redundancy=2))
     yield _scenario("unheartbeated_lease_expires", [
         claim(T0), tick(T0 + 10_000), tick(T0 + 10_001)],
         "a lease never renewed expires lease_s after it was granted", ("LEASE-9",))
