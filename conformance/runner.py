@@ -4,21 +4,26 @@
     python -m conformance.runner --adapter "CMD ARGS"  # any implementation behind an adapter
     python -m conformance.runner --filter caps/validate -v
 
-Prints each failure, then ``N passed, M failed`` (and ``K skipped`` for handlers the adapter
-does not support); exits 1 if any vector failed. The adapter protocol is in README.md.
+Prints each failure, a table of passed, failed and skipped vectors per handler, then
+``N passed, M failed`` (and ``K skipped`` for vectors the adapter answered ``unsupported``);
+exits 1 if any vector failed. An adapter's standard error goes to a file of its own
+(``--adapter-log``), never into this output. The adapter protocol is in README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shlex
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from conformance import files
 from conformance.model import RESULTS
@@ -99,16 +104,36 @@ def _show(name: str, value: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+OUTCOMES = ("passed", "failed", "skipped")
+
+
 @dataclass
 class Report:
     passed: int = 0
     failed: int = 0
     skipped: int = 0
     failures: list[tuple[str, list[str]]] = field(default_factory=list)
+    # handler -> outcome ("passed", "failed", "skipped") -> vector ids, in run order
+    by_handler: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+    def count(self, handler: str, vector_id: str, outcome: str) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        counts = self.by_handler.setdefault(handler, {o: [] for o in OUTCOMES})
+        counts[outcome].append(vector_id)
 
     def summary(self) -> str:
         s = f"{self.passed} passed, {self.failed} failed"
         return s + (f", {self.skipped} skipped" if self.skipped else "")
+
+    def handler_table(self) -> list[str]:
+        """One line per handler, sorted: its passed, failed and skipped vectors."""
+        width = max([len("handler"), *map(len, self.by_handler)])
+        lines = [f"{'handler':<{width}}  passed  failed  skipped"]
+        for handler in sorted(self.by_handler):
+            n = {o: len(ids) for o, ids in self.by_handler[handler].items()}
+            lines.append(f"{handler:<{width}}  {n['passed']:>6}  {n['failed']:>6}  "
+                         f"{n['skipped']:>7}")
+        return lines
 
 
 def run(vectors: Iterator[Vector], backend: Backend) -> Report:
@@ -120,23 +145,28 @@ def run(vectors: Iterator[Vector], backend: Backend) -> Report:
             found = [f"no answer: {type(e).__name__}: {e}"]
         else:
             if response.get("unsupported"):
-                report.skipped += 1
+                report.count(v.handler, v.id, "skipped")
                 continue
             found = problems(v, response)
         if found:
-            report.failed += 1
+            report.count(v.handler, v.id, "failed")
             report.failures.append((v.id, found))
         else:
-            report.passed += 1
+            report.count(v.handler, v.id, "passed")
     return report
 
 
 class Adapter:
     """An implementation behind the adapter protocol: a process that reads one JSON request
-    per line on stdin and writes one JSON response per line on stdout, in order."""
+    per line on stdin and writes one JSON response per line on stdout, in order.
 
-    def __init__(self, command: list[str], cwd: Path | None = None) -> None:
+    Its standard error goes to ``stderr`` (a file opened for writing), so that its logs
+    never mix with the runner's report; by default it is discarded."""
+
+    def __init__(self, command: list[str], cwd: Path | None = None,
+                 stderr: IO[bytes] | None = None) -> None:
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=stderr if stderr is not None else subprocess.DEVNULL,
                                      text=True, encoding="utf-8", bufsize=1, cwd=cwd)
 
     def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -172,27 +202,43 @@ def main(argv: list[str] | None = None) -> int:
                     help="command line of an adapter (default: the reference, in process)")
     ap.add_argument("--filter", default="", metavar="PREFIX",
                     help="only vectors whose id starts with PREFIX, e.g. caps/validate")
+    ap.add_argument("--adapter-log", type=Path, metavar="FILE",
+                    help="where the adapter's standard error goes (default: a new temporary "
+                         "file, named at the end if the adapter wrote to it)")
     ap.add_argument("-v", "--verbose", action="store_true", help="list every vector run")
     args = ap.parse_args(argv)
-    adapter = Adapter(shlex.split(args.adapter)) if args.adapter else None
-    backend: Backend = adapter if adapter is not None else handle
     vectors = list(load(args.vectors, args.filter))
     if not vectors:
         print(f"no vectors under {args.vectors} match {args.filter!r}", file=sys.stderr)
         return 2
-    try:
+    log_path: Path | None = args.adapter_log
+    if args.adapter and log_path is None:
+        fd, name = tempfile.mkstemp(prefix="conformance-adapter-", suffix=".log")
+        os.close(fd)
+        log_path = Path(name)
+    with contextlib.ExitStack() as stack:
+        adapter = None
+        if args.adapter and log_path is not None:
+            log = stack.enter_context(log_path.open("wb"))
+            adapter = Adapter(shlex.split(args.adapter), stderr=log)
+            stack.callback(adapter.close)
+        backend: Backend = adapter if adapter is not None else handle
         report = run(iter(vectors), backend)
-    finally:
-        if adapter is not None:
-            adapter.close()
     if args.verbose:
-        failed = {vid for vid, _ in report.failures}
+        mark = {vid: outcome for counts in report.by_handler.values()
+                for outcome, ids in counts.items() for vid in ids}
         for v in vectors:
-            print(("FAIL " if v.id in failed else "ok   ") + v.id)
+            print({"passed": "ok   ", "failed": "FAIL ", "skipped": "skip "}[mark[v.id]] + v.id)
     for vid, found in report.failures:
         print(f"FAIL {vid}")
         for p in found:
             print(f"     {p}")
+    for line in report.handler_table():
+        print(line)
+    if log_path is not None and (args.adapter_log or log_path.stat().st_size):
+        print(f"adapter's standard error: {log_path}")
+    elif log_path is not None:
+        log_path.unlink()
     print(report.summary())
     return 1 if report.failed else 0
 

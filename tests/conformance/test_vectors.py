@@ -89,6 +89,42 @@ def test_runner_main_prints_the_summary(capsys: pytest.CaptureFixture[str]) -> N
     assert out[-1] == f"{n} passed, 0 failed"
 
 
+_NOISY_ADAPTER = """
+import json, sys
+sys.path.insert(0, %r)
+from conformance.reference import handle
+for line in sys.stdin:
+    request = json.loads(line)
+    print("adapter log: " + request["id"], file=sys.stderr, flush=True)
+    if request["id"].endswith("/seed_zero"):
+        response = {"id": request["id"], "unsupported": True}
+    else:
+        response = handle(request)
+    print(json.dumps(response), flush=True)
+"""
+
+
+def test_runner_reports_per_handler_and_keeps_adapter_stderr_apart(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "adapter.py"
+    script.write_text(_NOISY_ADAPTER % str(VECTORS.parents[1]))
+    log = tmp_path / "adapter.log"
+    assert runner.main(["--filter", "identity/", "--adapter", f"{sys.executable} {script}",
+                        "--adapter-log", str(log)]) == 0
+    out, err = capfd.readouterr()
+    assert "adapter log" not in out and "adapter log" not in err
+    n = {h: len(list(runner.load(VECTORS, f"identity/{h}/")))
+         for h in ("peer_id", "peer_id_decode")}
+    lines = out.strip().splitlines()
+    assert lines[-5] == "handler                  passed  failed  skipped"
+    assert lines[-4].split() == ["identity/peer_id", str(n["peer_id"] - 1), "0", "1"]
+    assert lines[-3].split() == ["identity/peer_id_decode", str(n["peer_id_decode"]), "0", "0"]
+    assert lines[-2] == f"adapter's standard error: {log}"
+    assert lines[-1] == f"{sum(n.values()) - 1} passed, 0 failed, 1 skipped"
+    logged = log.read_text().splitlines()
+    assert logged[0].startswith("adapter log: identity/") and len(logged) == sum(n.values())
+
+
 # -- the runner notices a wrong answer ---------------------------------------------------
 
 
