@@ -234,6 +234,9 @@ INVALID: list[tuple[str, str, Reason, tuple[str, ...], str]] = [
     ("count_equal_to_remaining", "8201ff", Reason.INDEFINITE_LENGTH, ("ENC-12", "ENC-4"),
      "an array of two with two bytes left passes the count check; its second element is a "
      "stray break (spec 01 §2.3)"),
+    ("map_count_equal_to_remaining", "a200ff", Reason.INDEFINITE_LENGTH, ("ENC-12", "ENC-4"),
+     "a map of two entries with two bytes left passes the count check, which counts "
+     "entries, not their keys and values; its first value is a stray break (spec 01 §2.3)"),
     # ENC-5 and ENC-6: a key is read whole, then its type, then its order (spec 01 §2.3)
     ("map_key_bytes_truncated", "a14200", Reason.TRUNCATED, ("ENC-5", "ENC-9"),
      "a byte-string key that ends early: a key is read as a whole item before its type is "
