@@ -175,9 +175,10 @@ def open_envelope(data: bytes, expected_type: str | None = None, *,
     With ``verified``, envelope bytes whose signature was checked before are not checked
     again (ENV-12).
     """
-    limit = max(SIZE_LIMITS.values(), default=cbor.MAX_MESSAGE_SIZE)
     if expected_type is not None and expected_type in SIZE_LIMITS:
         limit = SIZE_LIMITS[expected_type]
+    else:
+        limit = max(SIZE_LIMITS.values(), default=cbor.MAX_MESSAGE_SIZE)
     if len(data) > limit:
         raise WireError(Reason.TOO_LARGE, "%d bytes > limit %d" % (len(data), limit))
     data = bytes(data)
