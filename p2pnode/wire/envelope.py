@@ -8,6 +8,10 @@ The signature is Ed25519 over ``signing_input(t, v, b)``:
 
 The type and version are inside the signed bytes (domain separation), so a signature made
 for one message type or version can never be replayed as another.
+
+Each side encodes nothing twice: ``seal`` encodes the body once and writes the envelope
+around those bytes; ``open_envelope`` verifies over the bytes of ``b`` as they stand in the
+input, which the strict decoder has just shown to be the body's canonical encoding (ENV-7).
 """
 
 from __future__ import annotations
@@ -55,6 +59,12 @@ def register_type(t: str, versions: set[int], size_limit: int) -> None:
     SIZE_LIMITS[t] = size_limit
     VERSIONS[t] = frozenset(versions)
 
+
+# The heads of the envelope's first three entries (spec 01 §3.1: keys in the order b, k, s,
+# t, v): a map of five, the key "b"; the key "k" and a 32-byte string; "s" and 64 bytes.
+_HEAD_B = b"\xa5\x61b"
+_HEAD_K = b"\x61k\x58\x20"
+_HEAD_S = b"\x61s\x58\x40"
 
 # Verdicts kept by a SignatureCache (spec 01 §3.2, ENV-12).
 SIGNATURE_CACHE_ENTRIES = 8192
@@ -128,11 +138,32 @@ class Envelope:
         return cid_of(self.raw)
 
 
+def _envelope_bytes(t: str, v: int, body_bytes: bytes, k: bytes, sig: bytes) -> bytes:
+    """The canonical encoding of ``{"t": t, "v": v, "b": body, "k": k, "s": sig}`` from the
+    body's encoding: the five keys are one-byte text strings, so ENC-6 orders them b, k, s,
+    t, v, and each value is written as ``cbor.encode`` would write it."""
+    return b"".join((_HEAD_B, body_bytes, _HEAD_K, k, _HEAD_S, sig,
+                     b"\x61t", cbor.encode(t), b"\x61v", cbor.encode(v)))
+
+
 def seal(identity: Identity, t: str, v: int, body: Any) -> bytes:
-    """Sign ``body`` as a message of type ``t`` version ``v``; return the envelope bytes."""
-    body_bytes = cbor.encode(body)
+    """Sign ``body`` as a message of type ``t`` version ``v``; return the envelope bytes.
+
+    The body is encoded once: its bytes are both the end of the signing input and the value
+    of ``b`` in the envelope, where it sits one level down (ENC-11)."""
+    body_bytes = cbor.encode(body, depth=1)
     sig = identity.sign(signing_input(t, v, body_bytes))
-    return cbor.encode({"t": t, "v": v, "b": body, "k": identity.public_key, "s": sig})
+    return _envelope_bytes(t, v, body_bytes, identity.public_key, sig)
+
+
+def _body_bytes(data: bytes, t: str, v: int) -> bytes:
+    """The bytes of ``b`` inside envelope bytes ``data`` that the strict decoder accepted
+    with exactly the five keys and with ``t`` and ``v`` as given (ENV-7: a slice, no
+    re-encoding). Canonical order puts ``b`` first, right after the map head and its key,
+    and the other four values have lengths fixed by ``k``, ``s``, ``t`` and ``v``."""
+    tail = (len(_HEAD_K) + ED25519_PUBLIC_KEY_SIZE + len(_HEAD_S) + ED25519_SIGNATURE_SIZE
+            + 2 + len(cbor.encode(t)) + 2 + len(cbor.encode(v)))
+    return data[len(_HEAD_B) : len(data) - tail]
 
 
 def open_envelope(data: bytes, expected_type: str | None = None, *,
@@ -144,11 +175,13 @@ def open_envelope(data: bytes, expected_type: str | None = None, *,
     With ``verified``, envelope bytes whose signature was checked before are not checked
     again (ENV-12).
     """
-    limit = max(SIZE_LIMITS.values(), default=cbor.MAX_MESSAGE_SIZE)
     if expected_type is not None and expected_type in SIZE_LIMITS:
         limit = SIZE_LIMITS[expected_type]
+    else:
+        limit = max(SIZE_LIMITS.values(), default=cbor.MAX_MESSAGE_SIZE)
     if len(data) > limit:
         raise WireError(Reason.TOO_LARGE, "%d bytes > limit %d" % (len(data), limit))
+    data = bytes(data)
     obj = cbor.decode(data, max_size=limit)
     if not isinstance(obj, dict):
         raise WireError(Reason.BAD_ENVELOPE, "an envelope is a map")
@@ -172,9 +205,8 @@ def open_envelope(data: bytes, expected_type: str | None = None, *,
         raise WireError(Reason.UNSUPPORTED_VERSION, "%s v%d" % (t, v))
     if len(data) > SIZE_LIMITS[t]:
         raise WireError(Reason.TOO_LARGE, "%d bytes > limit %d" % (len(data), SIZE_LIMITS[t]))
-    body = obj["b"]
-    signed = signing_input(t, v, cbor.encode(body))
+    signed = signing_input(t, v, _body_bytes(data, t, v))
     ok = verify(k, signed, s) if verified is None else verified.check(data, k, signed, s)
     if not ok:
         raise WireError(Reason.BAD_SIGNATURE)
-    return Envelope(t=t, v=v, body=body, signer=k, sig=s, raw=bytes(data))
+    return Envelope(t=t, v=v, body=obj["b"], signer=k, sig=s, raw=data)

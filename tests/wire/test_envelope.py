@@ -7,11 +7,14 @@ from typing import Any
 
 import nacl.signing
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from p2pnode.identity import Identity, peer_id_str
 from p2pnode.wire import cbor, envelope
 from p2pnode.wire.envelope import open_envelope, seal, signing_input
 from p2pnode.wire.reasons import Reason, WireError
+from tests.wire.strategies import nesting, values
 
 ALICE = Identity(bytes(range(32)))
 MALLORY = Identity(bytes(range(1, 33)))
@@ -207,3 +210,51 @@ def test_register_type_rejects_bad_names() -> None:
         envelope.register_type("", {1}, 100)
     with pytest.raises(ValueError):
         envelope.register_type("x" * 33, {1}, 100)
+
+
+# -- one encoding of the body, verified over its bytes in the input --------------------
+
+
+@given(values, st.sampled_from(["test.a", "test.b"]), st.sampled_from([1, 2]))
+def test_seal_writes_the_canonical_encoding_of_the_envelope_map(body: Any, t: str,
+                                                                v: int) -> None:
+    assume(nesting(body) < cbor.MAX_DEPTH)
+    data = seal(ALICE, t, v, body)
+    sig = ALICE.sign(signing_input(t, v, cbor.reference_encode(body)))
+    assert data == cbor.reference_encode(
+        {"t": t, "v": v, "b": body, "k": ALICE.public_key, "s": sig})
+
+
+@given(values, st.sampled_from([1, 2]))
+def test_the_signed_body_bytes_are_a_slice_of_the_envelope(body: Any, v: int) -> None:
+    assume(nesting(body) < cbor.MAX_DEPTH)
+    data = seal(ALICE, "test.a", v, body)
+    body_bytes = envelope._body_bytes(data, "test.a", v)
+    assert body_bytes == cbor.reference_encode(body)
+    assert data.find(body_bytes) == 3  # right after the map head and the key "b"
+
+
+def test_versions_with_wider_heads_slice_the_body_exactly() -> None:
+    envelope.register_type("test.wide", {0, 23, 24, 255, 256, 70_000, 2**32, 2**64 - 1}, 1024)
+    for v in sorted(envelope.VERSIONS["test.wide"]):
+        data = seal(ALICE, "test.wide", v, BODY)
+        assert envelope._body_bytes(data, "test.wide", v) == cbor.encode(BODY)
+        assert open_envelope(data, "test.wide").v == v
+
+
+def test_a_body_nested_to_the_limit_inside_the_envelope() -> None:
+    # The body sits one level below the envelope map (ENC-11).
+    deepest: Any = 0
+    for _ in range(cbor.MAX_DEPTH - 1):
+        deepest = [deepest]
+    assert open_envelope(seal(ALICE, "test.a", 1, deepest)).body == deepest
+    with pytest.raises(WireError) as exc:
+        seal(ALICE, "test.a", 1, [deepest])
+    assert exc.value.reason == Reason.TOO_DEEP
+
+
+def test_open_takes_any_bytes_like_input() -> None:
+    data = seal(ALICE, "test.a", 1, BODY)
+    for copy in (bytearray(data), memoryview(data)):
+        env = open_envelope(copy, "test.a")  # type: ignore[arg-type]
+        assert env.body == BODY and env.raw == data and type(env.raw) is bytes
