@@ -14,7 +14,7 @@ messages of the ad's size at the same rate and timing them the same way. The rat
 ``p99 / baseline p99`` is what p2pnode's validation, table and services add on top of
 py-libp2p's GossipSub.
 
-    python -m bench.bench_gossip [--nodes 20] [--interval 5] [--duration 30] [--json]
+    python -m bench.bench_gossip [--nodes 20] [--interval 60] [--duration 60] [--json]
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from p2pnode.testnet import launcher
 # window can still arrive; an ad not accepted by then counts as not delivered.
 GRACE_S = 3.0
 BASELINE_TOPIC = "/bench/gossip/1"
+SETTLE_TIMEOUT_S = 90.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,21 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return total
 
 
+def settle(pids: list[int], max_cores: float, timeout: float) -> float:
+    """Wait until the processes use less than ``max_cores`` over two seconds running: a
+    network just converged is still working off the ads of its start (every join makes
+    every node publish again). Returns the seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        before = cpu_seconds(pids)
+        time.sleep(2.0)
+        used = (cpu_seconds(pids) - before) / 2.0
+        print(f"  settling: {used:.2f} cores", file=sys.stderr)
+        if used < max_cores:
+            break
+    return time.monotonic() - t0
+
+
 def pct(values: Iterable[float], p: float) -> float:
     v = sorted(values)
     return v[min(len(v) - 1, round(p * (len(v) - 1)))] if v else float("nan")
@@ -143,7 +159,7 @@ def tally(nodes: list[str], events: Iterable[Published | Received], start_ms: fl
 
 
 def bench_p2pnode(n: int, interval: float, duration: float, root: Path,
-                  discovery_s: float) -> GossipResult:
+                  discovery_s: float, settle_cores: float) -> tuple[GossipResult, float]:
     opts = launcher.TestnetOptions(n=n, directory=root, network="benchgossip",
                                    caps_interval=interval)
     nodes = launcher.prepare_nodes(opts, root)
@@ -157,8 +173,10 @@ def bench_p2pnode(n: int, interval: float, duration: float, root: Path,
     try:
         launcher.start_network(nodes)
         launcher.wait_caps_converged(nodes, 120)
-        print(f"  {n} nodes converged; measuring {duration:.0f} s", file=sys.stderr)
         pids = [x.proc.pid for x in nodes if x.proc is not None]
+        settled_s = settle(pids, settle_cores, SETTLE_TIMEOUT_S)
+        print(f"  {n} nodes converged and settled; measuring {duration:.0f} s",
+              file=sys.stderr)
         cpu0, start_ms = cpu_seconds(pids), time.time() * 1000
         time.sleep(duration)
         cpu_s, end_ms = cpu_seconds(pids) - cpu0, time.time() * 1000
@@ -169,7 +187,7 @@ def bench_p2pnode(n: int, interval: float, duration: float, root: Path,
     for node in nodes:
         with open(node.home / "node.log") as f:
             events += node_log_events(f, node.peer_id)
-    return tally([x.peer_id for x in nodes], events, start_ms, end_ms, cpu_s)
+    return tally([x.peer_id for x in nodes], events, start_ms, end_ms, cpu_s), settled_s
 
 
 # -- baseline: the bare GossipSub stack ---------------------------------------------------
@@ -230,8 +248,8 @@ def _peer_main(index: int, port: int, dials: list[str], interval: float, size: i
         log.close()
 
 
-def bench_baseline(n: int, interval: float, duration: float, size: int,
-                   root: Path) -> GossipResult:
+def bench_baseline(n: int, interval: float, duration: float, size: int, root: Path,
+                   settle_cores: float) -> GossipResult:
     ports = launcher.plan_ports(n, 0)
     procs: list[subprocess.Popen[str]] = []
     peers: list[str] = []
@@ -251,7 +269,8 @@ def bench_baseline(n: int, interval: float, duration: float, size: int,
             peers.append(json.loads(p.stdout.readline())["peer"])
             addrs.append(json.loads(p.stdout.readline())["addr"])
         # Let the meshes form (a few heartbeats) before the window opens.
-        time.sleep(max(5.0, 2 * interval))
+        time.sleep(5.0)
+        settle([p.pid for p in procs], settle_cores, SETTLE_TIMEOUT_S)
         print(f"  {n} baseline peers up; measuring {duration:.0f} s", file=sys.stderr)
         cpu0, start_ms = cpu_seconds(p.pid for p in procs), time.time() * 1000
         time.sleep(duration)
@@ -289,14 +308,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.bench_gossip", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nodes", type=int, default=20)
-    p.add_argument("--interval", type=float, default=5.0,
+    p.add_argument("--interval", type=float, default=60.0,
                    help="seconds between two ads of one node (caps_interval_s)")
-    p.add_argument("--duration", type=float, default=30.0,
+    p.add_argument("--duration", type=float, default=60.0,
                    help="seconds of the measurement window")
     p.add_argument("--discovery-interval", type=float, default=600.0,
                    help="the nodes' jobs.discovery_interval_s (default 600: with no jobs "
                    "to find, the workers' DHT lookups every 5 s are load that is not "
                    "gossip's)")
+    p.add_argument("--settle-cores", type=float, default=0.5,
+                   help="after converging, wait (at most 90 s) until the nodes use less "
+                   "than this many cores before the window opens")
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("--json", action="store_true")
     # One process of the baseline (started by the benchmark itself).
@@ -315,15 +337,17 @@ def main(argv: list[str] | None = None) -> int:
     rate = a.nodes / a.interval
     print(f"gossip: {a.nodes} nodes, one ad each per {a.interval} s "
           f"({rate:.1f} msg/s in all) ...", file=sys.stderr)
-    ours = bench_p2pnode(a.nodes, a.interval, a.duration, root, a.discovery_interval)
+    ours, settled_s = bench_p2pnode(a.nodes, a.interval, a.duration, root,
+                                    a.discovery_interval, a.settle_cores)
     out: dict[str, Any] = {**ours.summary(), "interval_s": a.interval,
+                           "settle_s": round(settled_s, 1),
                            "discovery_interval_s": a.discovery_interval,
                            "rate_msg_s": round(rate, 2), "duration_s": a.duration}
     if not a.skip_baseline:
         size = _ad_size(root)
         print(f"baseline: {a.nodes} bare GossipSub processes, {size}-byte messages ...",
               file=sys.stderr)
-        base = bench_baseline(a.nodes, a.interval, a.duration, size, root)
+        base = bench_baseline(a.nodes, a.interval, a.duration, size, root, a.settle_cores)
         out["baseline"] = {**base.summary(), "message_bytes": size,
                            "what": "bare GossipSub stack (p2pnode.net.host), no validator"}
         bp99 = base.summary()["p99_ms"]
