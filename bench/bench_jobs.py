@@ -1,14 +1,18 @@
 """Job market benchmarks on loopback.
 
-1. Job overhead: N real node processes (default 5), J small matmul jobs (default 100,
-   n=16) submitted from node 0 at a steady rate; for each job, latency = submit to verified
-   result, compute = the executor time the worker reported, overhead = latency - compute.
-   Prints p50/p99 of each.
+1. Market: N real node processes (default 5), small matmul jobs (n=16).
+   Throughput: every node submits its share of S jobs (default 200) at once; jobs/s
+   completed, from the first job's creation to the last one's verified result. Baseline in
+   the same run: the same matmul executed in process, back to back (ratio ours/baseline).
+   Overhead: then J jobs (default 100) submitted from node 0 at half that throughput (or
+   ``--rate``); for each job, latency = submit to verified result, compute = the executor
+   time the worker reported, overhead = latency - compute. Prints p50/p99 of each.
 2. DHT discovery latency: 5 in-process nodes; put_value / get_value (from another node),
    provide / find_providers (from another node) of job records and discovery keys, as the
    market uses them. Prints p50/p99 per operation.
 
-    python -m bench.bench_jobs [--nodes 5] [--jobs 100] [--n 16] [--rate 10] [--json]
+    python -m bench.bench_jobs [--nodes 5] [--sat-jobs 200] [--jobs 100] [--n 16]
+                               [--rate R] [--skip-dht] [--json]
 """
 
 from __future__ import annotations
@@ -46,39 +50,105 @@ def summary(values: list[float]) -> dict[str, float]:
             "count": len(values)}
 
 
-def bench_overhead(nodes_n: int, jobs: int, n: int, rate: float) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix="p2pnode-bench-"))
-    opts = launcher.TestnetOptions(n=nodes_n, directory=root, network="bench",
-                                   caps_interval=5.0)
-    nodes = launcher.prepare_nodes(opts, root)
-    try:
-        launcher.start_network(nodes)
-        launcher.wait_caps_converged(nodes, 60)
-        ids: list[str] = []
-        t0 = time.monotonic()
-        for i in range(jobs):
-            ids += [j["id"] for j in call(nodes[0].home, "job.submit",
-                                          {"kind": "matmul", "n": n, "lease_s": 10})]
-            time.sleep(max(0.0, t0 + (i + 1) / rate - time.monotonic()))
-            if (i + 1) % 20 == 0:
-                print(f"  submitted {i + 1}/{jobs}", file=sys.stderr)
-        final: dict[str, dict[str, Any]] = {}
-        deadline = time.monotonic() + 300
-        while len(final) < len(ids) and time.monotonic() < deadline:
-            for j in call(nodes[0].home, "job.list")["jobs"]:
-                if j["state"] in ("completed", "failed"):
+def _final_jobs(nodes: list[launcher.NodeProc], ids: set[str],
+                timeout: float) -> dict[str, dict[str, Any]]:
+    """Poll the requesters until every job in ``ids`` is completed or failed."""
+    final: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    while len(final) < len(ids) and time.monotonic() < deadline:
+        for node in nodes:
+            for j in call(node.home, "job.list")["jobs"]:
+                if j["id"] in ids and j["state"] in ("completed", "failed"):
                     final[j["id"]] = j
-            time.sleep(0.3)
-    finally:
-        launcher._stop(nodes)
+        time.sleep(0.3)
+    return final
+
+
+def throughput(nodes: list[launcher.NodeProc], jobs: int, n: int) -> dict[str, Any]:
+    """Every node submits its share of ``jobs`` at once; jobs/s completed from the first
+    job's creation to the last one's verification."""
+    ids: set[str] = set()
+    for i, node in enumerate(nodes):
+        count = jobs // len(nodes) + (1 if i < jobs % len(nodes) else 0)
+        if count:
+            ids |= {j["id"] for j in call(node.home, "job.submit",
+                                         {"kind": "matmul", "n": n, "count": count,
+                                          "lease_s": 10}, timeout=60.0)}
+    final = _final_jobs(nodes, ids, 300)
+    done = [j for j in final.values() if j["state"] == "completed"]
+    span_ms = (max(j["completed_ms"] for j in done) - min(j["created_ms"] for j in done)
+               if done else 0)
+    return {"jobs": jobs, "completed": len(done), "failed": len(final) - len(done),
+            "span_s": round(span_ms / 1000, 2),
+            "jobs_per_s": round(len(done) / (span_ms / 1000), 2) if span_ms > 0 else 0.0,
+            "latency_ms": summary([float(j["latency_ms"]) for j in done])}
+
+
+def overhead(nodes: list[launcher.NodeProc], jobs: int, n: int, rate: float) -> dict[str, Any]:
+    """``jobs`` submitted from node 0 at ``rate`` per second; latency = submit to verified
+    result, overhead = latency - the executor time the worker reported."""
+    ids: list[str] = []
+    t0 = time.monotonic()
+    for i in range(jobs):
+        ids += [j["id"] for j in call(nodes[0].home, "job.submit",
+                                      {"kind": "matmul", "n": n, "lease_s": 10})]
+        time.sleep(max(0.0, t0 + (i + 1) / rate - time.monotonic()))
+        if (i + 1) % 20 == 0:
+            print(f"  submitted {i + 1}/{jobs}", file=sys.stderr)
+    final = _final_jobs(nodes[:1], set(ids), 300)
     done = [j for j in final.values() if j["state"] == "completed"]
     lat = [float(j["latency_ms"]) for j in done]
     comp = [float(j["compute_ms"] or 0) for j in done]
     over = [a - b for a, b in zip(lat, comp, strict=True)]
-    return {"nodes": nodes_n, "jobs": jobs, "n": n, "rate_per_s": rate,
+    return {"jobs": jobs, "n": n, "rate_per_s": round(rate, 2),
             "completed": len(done), "failed": len(final) - len(done),
             "latency_ms": summary(lat), "compute_ms": summary(comp),
             "overhead_ms": summary(over)}
+
+
+def bare_executor(n: int, seconds: float = 2.0) -> dict[str, Any]:
+    """The baseline: the same matmul executed in this process, back to back (no network,
+    no child process, no signatures, no verification)."""
+    from p2pnode.jobs.executors import get_executor
+    from p2pnode.jobs.executors.base import DEFAULT_LIMITS
+    from p2pnode.jobs.tensors import encode_matrix, random_int8_matrix
+
+    ex = get_executor("matmul", "cpu")
+    inputs = {"a": encode_matrix(random_int8_matrix(n, n, b"a" * 32)),
+              "b": encode_matrix(random_int8_matrix(n, n, b"b" * 32))}
+    count, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        ex.run(inputs, {}, DEFAULT_LIMITS)
+        count += 1
+    elapsed = time.perf_counter() - t0
+    return {"jobs_per_s": round(count / elapsed, 1),
+            "ms_per_job": round(1000 * elapsed / count, 3)}
+
+
+def bench_market(nodes_n: int, sat_jobs: int, jobs: int, n: int,
+                 rate: float | None) -> dict[str, Any]:
+    """Throughput at saturation, then overhead at ``rate`` (default: half the throughput)
+    on the same running network."""
+    root = Path(tempfile.mkdtemp(prefix="p2pnode-bench-"))
+    opts = launcher.TestnetOptions(n=nodes_n, directory=root, network="bench",
+                                   caps_interval=5.0)
+    nodes = launcher.prepare_nodes(opts, root)
+    out: dict[str, Any] = {"nodes": nodes_n, "n": n}
+    try:
+        launcher.start_network(nodes)
+        launcher.wait_caps_converged(nodes, 60)
+        if sat_jobs:
+            print(f"  throughput: {sat_jobs} jobs submitted at once ...", file=sys.stderr)
+            out["throughput"] = throughput(nodes, sat_jobs, n)
+            if rate is None:
+                rate = max(0.5, out["throughput"]["jobs_per_s"] / 2)
+        if jobs:
+            rate = rate or 10.0
+            print(f"  overhead: {jobs} jobs at {rate:.2f}/s ...", file=sys.stderr)
+            out["overhead"] = overhead(nodes, jobs, n, rate)
+    finally:
+        launcher._stop(nodes)
+    return out
 
 
 HW = Hardware(cores=2, threads=2, arch="x86_64", mem=8 << 30, gpus=())
@@ -147,31 +217,46 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.bench_jobs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nodes", type=int, default=5)
-    p.add_argument("--jobs", type=int, default=100)
+    p.add_argument("--sat-jobs", type=int, default=200,
+                   help="jobs submitted at once for the throughput (0: skip)")
+    p.add_argument("--jobs", type=int, default=100, help="jobs of the overhead run (0: skip)")
     p.add_argument("--n", type=int, default=16, help="matmul size of each job")
-    p.add_argument("--rate", type=float, default=10.0, help="jobs submitted per second")
+    p.add_argument("--rate", type=float, default=None,
+                   help="jobs per second of the overhead run (default: half the throughput)")
     p.add_argument("--dht-ops", type=int, default=30)
     p.add_argument("--skip-jobs", action="store_true")
     p.add_argument("--skip-dht", action="store_true")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     out: dict[str, Any] = {}
-    if not a.skip_jobs:
-        print(f"job overhead: {a.nodes} nodes, {a.jobs} jobs ...", file=sys.stderr)
-        out["overhead"] = bench_overhead(a.nodes, a.jobs, a.n, a.rate)
+    if not a.skip_jobs and (a.sat_jobs or a.jobs):
+        print(f"market: {a.nodes} nodes, matmul n={a.n} ...", file=sys.stderr)
+        out["market"] = bench_market(a.nodes, a.sat_jobs, a.jobs, a.n, a.rate)
+        out["baseline"] = bare_executor(a.n)
+        t = out["market"].get("throughput")
+        if t:
+            t["ratio"] = round(t["jobs_per_s"] / out["baseline"]["jobs_per_s"], 4)
     if not a.skip_dht:
         print(f"DHT latency: 5 nodes, {a.dht_ops} ops each ...", file=sys.stderr)
         out["dht_ms"] = trio.run(bench_dht, a.dht_ops)
     if a.json:
         print(json.dumps(out))
         return 0
-    if "overhead" in out:
-        o = out["overhead"]
-        print(f"jobs: {o['completed']}/{o['jobs']} completed on {o['nodes']} nodes "
-              f"(matmul n={o['n']}, {o['rate_per_s']}/s)")
-        for k in ("latency_ms", "compute_ms", "overhead_ms"):
-            s = o[k]
-            print(f"  {k:<12} p50 {s['p50']:>8.1f}  p99 {s['p99']:>8.1f}  mean {s['mean']:>8.1f}")
+    if "market" in out:
+        m, b = out["market"], out["baseline"]
+        print(f"market: {m['nodes']} nodes, matmul n={m['n']}; baseline: the bare executor "
+              f"in process, {b['jobs_per_s']} jobs/s ({b['ms_per_job']} ms each)")
+        if "throughput" in m:
+            t = m["throughput"]
+            print(f"  throughput  {t['jobs_per_s']} jobs/s ({t['completed']}/{t['jobs']} "
+                  f"completed in {t['span_s']} s; ours/baseline {t['ratio']})")
+        if "overhead" in m:
+            o = m["overhead"]
+            print(f"  at {o['rate_per_s']} jobs/s: {o['completed']}/{o['jobs']} completed")
+            for k in ("latency_ms", "compute_ms", "overhead_ms"):
+                s = o[k]
+                print(f"  {k:<12} p50 {s['p50']:>8.1f}  p99 {s['p99']:>8.1f}  "
+                      f"mean {s['mean']:>8.1f}")
     if "dht_ms" in out:
         print("DHT (ms):")
         for op, s in out["dht_ms"].items():

@@ -199,8 +199,9 @@ class CapsService:
             self.on_change()
             self.metrics.ads_accepted.inc()
             self.metrics.table_size.set(len(self.table))
+            # seq and ts let a benchmark match each receipt to its publication.
             event(log, "caps.ad.accepted", logging.DEBUG, peer=validated.peer_id,
-                  seq=validated.ad.seq)
+                  seq=validated.ad.seq, ad_ts=validated.ad.ts)
 
     def caps_known(self) -> int:
         now = self.now_ms()
@@ -233,7 +234,7 @@ class CapsService:
         self._last_publish = self.clock()
         await self.gossip.publish(self.topic, data)
         self.metrics.ads_published.inc()
-        event(log, "caps.ad.published", logging.DEBUG, seq=ad.seq)
+        event(log, "caps.ad.published", logging.DEBUG, seq=ad.seq, ad_ts=ad.ts)
 
     async def _publish_loop(self) -> None:
         interval = self.config.caps_interval_s
