@@ -484,7 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
         "ends), print a report, stop them and keep their logs. Exit 0 only when converged.")
     up.add_argument("-n", type=int, default=5, help="number of nodes (default 5)")
     up.add_argument("--duration", type=float,
-                    help="seconds to wait for convergence (default: run until Ctrl-C)")
+                    help="seconds to wait for convergence once every node serves its admin "
+                    "API (default: run until Ctrl-C)")
     up.add_argument("--base-port", type=int, default=0,
                     help="first TCP port; node i listens on base+i (default: free ports)")
     up.add_argument("--dir", help="directory for node homes and logs (default: a new temp dir)")

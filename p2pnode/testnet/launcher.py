@@ -470,7 +470,8 @@ def run_testnet(opts: TestnetOptions) -> int:
         lifeline_r = -1
         _say(opts, "pids " + " ".join(str(n.proc.pid) for n in nodes if n.proc is not None))
         _say(opts, f"all {opts.n} nodes running after {start_s:.1f} s; bootstrap {boot}")
-        deadline = None if opts.duration is None else started + opts.duration
+        # The duration is the time to wait for convergence, once every node serves.
+        deadline = None if opts.duration is None else up_at + opts.duration
         last_line = ""
         while deadline is None or time.monotonic() < deadline:
             for n in nodes:
