@@ -15,6 +15,7 @@ from typing import Any
 from conformance import files, reference_jobs, reference_market
 from conformance.jsonform import from_json, to_json
 from conformance.model import Outcome
+from p2pnode.caps.sync import AnswerReader
 from p2pnode.caps.table import CapTable, validate_ad
 from p2pnode.identity import (
     Identity,
@@ -158,6 +159,26 @@ def caps_table(f: Files, p: Params) -> Outcome:
     })
 
 
+def caps_sync(f: Files, p: Params) -> Outcome:
+    """Read a held-ads answer (SYNC-4) and check each ad (SYNC-5) against ``held``, which
+    every valid ad updates."""
+    held: dict[str, int] = dict(p.get("held", {}))
+    reader = AnswerReader()
+    frames = reader.feed(f["stream.bin"])
+    reader.finish()
+    cut = None if reader.error is None else reader.error.reason.value
+    ads = []
+    for data in frames:
+        verdict, validated = validate_ad(data, net=p["net"], now_ms=p["now_ms"], source=None,
+                                         held_seq=held.get, synced=True)
+        o = _verdict_outcome(verdict)
+        if validated is not None:
+            held[validated.peer_id] = validated.ad.seq
+        ads.append({"result": o.result, "reason": o.reason,
+                    "peer_id": validated.peer_id if validated is not None else None})
+    return Outcome("valid", outputs={"answer.json": {"ads": ads, "cut": cut}})
+
+
 def rate_limit(f: Files, p: Params) -> Outcome:
     limiter = PeerRateLimiter(rate=p["rate_per_s"], burst=p["burst"])
     decisions = [limiter.allow(ev["origin"], ev["at_ms"] / 1000) for ev in f["events.json"]]
@@ -174,6 +195,7 @@ HANDLERS: dict[str, Handler] = {
     "caps/validate": caps_validate,
     "caps/table": caps_table,
     "caps/rate_limit": rate_limit,
+    "caps/sync": caps_sync,
     **reference_jobs.HANDLERS,
     **reference_market.HANDLERS,
 }

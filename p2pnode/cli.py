@@ -394,6 +394,7 @@ def cmd_testnet_up(a: argparse.Namespace) -> int:
         directory=Path(a.dir) if a.dir else None, network=a.network,
         json_out=a.json, caps_interval=a.caps_interval,
         jobs=a.jobs, requesters=a.requesters, job_n=a.job_n, job_kind=a.job_kind,
+        start_concurrency=a.start_concurrency,
     )
     return run_testnet(opts)
 
@@ -483,7 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
         "ends), print a report, stop them and keep their logs. Exit 0 only when converged.")
     up.add_argument("-n", type=int, default=5, help="number of nodes (default 5)")
     up.add_argument("--duration", type=float,
-                    help="seconds to wait for convergence (default: run until Ctrl-C)")
+                    help="seconds to wait for convergence once every node serves its admin "
+                    "API (default: run until Ctrl-C)")
     up.add_argument("--base-port", type=int, default=0,
                     help="first TCP port; node i listens on base+i (default: free ports)")
     up.add_argument("--dir", help="directory for node homes and logs (default: a new temp dir)")
@@ -498,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--job-kind", choices=["matmul", "wasm"], default="matmul",
                     help="kind of the testnet's jobs (default matmul)")
     up.add_argument("--job-n", type=int, default=64, help="matmul size of testnet jobs")
+    up.add_argument("--start-concurrency", type=int, default=0,
+                    help="nodes starting at once, in a rolling wave (default: one per CPU "
+                    "core, at least 2)")
     up.add_argument("--json", action="store_true", help="print the report as one JSON object")
     up.set_defaults(func=cmd_testnet_up)
     return p

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from p2pnode.blobs.store import BlobStore
-from p2pnode.wire.reasons import Verdict
+from p2pnode.wire.reasons import Reason, Verdict
 
 
 class Exchange(Protocol):
@@ -113,6 +113,16 @@ class Gossip(Protocol):
 
     def peer_addrs(self) -> dict[str, list[str]]:
         """Connected peers and the addresses the host knows for each."""
+        ...
+
+    def serve_held_ads(self, answer: Callable[[str], list[bytes]],
+                       on_refused: Callable[[], None]) -> None:
+        """Answer held-ads requests (spec 02 §9) with ``answer(peer)``, within the stream
+        limits of SYNC-6; ``on_refused()`` for each request over them."""
+
+    async def pull_held_ads(self, peer: str) -> tuple[list[bytes], Reason | None]:
+        """Ask ``peer`` for its held ads (SYNC-4): the ads read, and why the answer was cut
+        short, or None."""
         ...
 
 

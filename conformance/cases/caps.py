@@ -7,6 +7,8 @@ gossip) and ``held`` (PeerID -> seq already held); a valid ad yields ``accepted.
 ``steps.json`` and ``table.json``.
 ``rate_limit``: feed ``events.json`` to a token bucket of ``burst`` and ``rate_per_s``; yields
 ``decisions.json``.
+``sync``: read ``stream.bin``, a held-ads answer (SYNC-4), and check each of its ads as
+SYNC-5 says with ``net``, ``now_ms`` and ``held``; yields ``answer.json``.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from conformance.cases.common import (
     source_of,
 )
 from conformance.model import Case, Expected, Inputs, ignore, reject, valid
-from p2pnode.caps.model import Gpu
+from p2pnode.caps.model import AD_MAX_SIZE, Gpu
+from p2pnode.caps.sync import SYNC_MAX_ADS
 from p2pnode.identity import Identity
 from p2pnode.services.caps import ADS_BURST, ADS_RATE_PER_S
 from p2pnode.wire import cbor
+from p2pnode.wire.framing import encode_frame
 from p2pnode.wire.reasons import Reason
 
 SKEW = 30_000
@@ -364,5 +368,69 @@ def rate_limit() -> Iterator[Case]:
                 "refused ads do not use up tokens: 2 s after a burst one ad passes")
 
 
+def _ok(ident: Identity) -> dict[str, Any]:
+    return {"result": "valid", "reason": None, "peer_id": ident.peer_id}
+
+
+def _no(result: str, reason: Reason) -> dict[str, Any]:
+    return {"result": result, "reason": reason.value, "peer_id": None}
+
+
+def _sync(name: str, frames: list[bytes], ads: list[dict[str, Any]], cut: Reason | None,
+          desc: str, rules: tuple[str, ...], *, tail: bytes = b"",
+          held: dict[str, int] | None = None) -> Case:
+    stream = b"".join(encode_frame(f) for f in frames) + tail
+    return Case(name, Inputs({"stream.bin": stream},
+                             {"net": NET, "now_ms": NOW_MS, "held": held or {}}),
+                valid({"answer.json": {"ads": ads, "cut": None if cut is None else cut.value}}),
+                desc, rules)
+
+
+def sync() -> Iterator[Case]:
+    a, b = BASE_AD.encode(ALICE), BASE_AD.encode(BOB)
+    yield _sync("empty_answer", [], [], None, "a peer that holds nothing", ("SYNC-4",))
+    yield _sync("ads_of_other_signers", [a, b], [_ok(ALICE), _ok(BOB)], None,
+                "two signers' ads relayed by a third peer: no signer check (CAPS-6 does not "
+                "apply)", ("SYNC-5",))
+    yield _sync("older_than_skew_bound", [ad(ts=NOW_MS - 90_000).encode(ALICE)],
+                [_ok(ALICE)], None,
+                "an ad made 90 s ago with 180 s to live: held ads may be older than the skew "
+                "bound", ("SYNC-5", "CAPS-7"))
+    yield _sync("from_the_future", [ad(ts=NOW_MS + SKEW + 1).encode(ALICE), b],
+                [_no("reject", Reason.CLOCK_SKEW), _ok(BOB)], None,
+                "ts 30.001 s ahead is still refused; the next ad is checked", ("SYNC-5",))
+    yield _sync("future_edge", [ad(ts=NOW_MS + SKEW).encode(ALICE)], [_ok(ALICE)], None,
+                "ts exactly 30 s ahead", ("SYNC-5",))
+    yield _sync("expired", [ad(ts=NOW_MS - 180_000).encode(ALICE)],
+                [_no("reject", Reason.EXPIRED)], None, "ts + ttl equals now", ("SYNC-5",))
+    yield _sync("same_signer_twice", [a, a], [_ok(ALICE), _no("ignore", Reason.STALE_SEQ)],
+                None, "the second copy meets the seq the first stored", ("SYNC-5", "CAPS-8"))
+    yield _sync("stale_against_held", [a], [_no("ignore", Reason.STALE_SEQ)], None,
+                "seq 7 where seq 7 is held", ("SYNC-5", "CAPS-8"),
+                held={ALICE.peer_id: 7})
+    yield _sync("garbage_then_valid", [b"\x1c", a, b""],
+                [_no("reject", Reason.MALFORMED), _ok(ALICE), _no("reject", Reason.TRUNCATED)],
+                None, "a frame that is not CBOR, and an empty frame, are refused one by one",
+                ("SYNC-5", "CAPS-2"))
+    forged = cbor.decode(b)
+    forged["s"] = bytes(64)
+    yield _sync("forged_signature", [cbor.encode(forged), ad(net="mainnet").encode(ALICE)],
+                [_no("reject", Reason.BAD_SIGNATURE), _no("reject", Reason.WRONG_NETWORK)],
+                None, "a bad signature and another network", ("SYNC-5", "CAPS-3", "CAPS-5"))
+    yield _sync("oversized_frame", [a], [_ok(ALICE)], Reason.TOO_LARGE,
+                "a length prefix over AD_MAX_SIZE ends the answer; the ads before it count",
+                ("SYNC-4",), tail=encode_frame(b"x" * (AD_MAX_SIZE + 1))[:3])
+    yield _sync("frame_at_max_size", [b"\x00" * AD_MAX_SIZE], [_no("reject",
+                                                                 Reason.TRAILING_BYTES)],
+                None, "a frame of exactly AD_MAX_SIZE bytes is read (and then refused as an "
+                "ad)", ("SYNC-4",))
+    yield _sync("too_many_ads", [b"\x1c"] * (SYNC_MAX_ADS + 1),
+                [_no("reject", Reason.MALFORMED)] * SYNC_MAX_ADS, Reason.TOO_LARGE,
+                "ad 201 ends the answer; the 200 before it are checked", ("SYNC-4",))
+    yield _sync("ends_inside_a_frame", [a], [_ok(ALICE)], Reason.TRUNCATED,
+                "the stream ends 1 byte short of the second frame", ("SYNC-4",),
+                tail=encode_frame(b)[:-1])
+
+
 HANDLERS: dict[str, Callable[[], Iterator[Case]]] = {
-    "validate": validate, "table": table, "rate_limit": rate_limit}
+    "validate": validate, "table": table, "rate_limit": rate_limit, "sync": sync}

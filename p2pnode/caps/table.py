@@ -13,7 +13,7 @@ from p2pnode.identity import peer_id_str
 from p2pnode.wire import envelope
 from p2pnode.wire.reasons import ACCEPT, Ignore, Reason, Reject, Verdict, WireError
 
-# spec 02 §7, parameters
+# spec 02 §8, parameters
 MAX_CLOCK_SKEW_MS = 30_000
 MAX_TABLE_ENTRIES = 10_000
 
@@ -22,6 +22,8 @@ MAX_TABLE_ENTRIES = 10_000
 class ValidatedAd:
     ad: CapabilityAd
     peer_id: str
+    raw: bytes = b""
+    """The envelope as received, served again in held-ads answers (SYNC-3)."""
 
 
 def validate_ad(
@@ -33,12 +35,15 @@ def validate_ad(
     held_seq: Callable[[str], int | None],
     max_skew_ms: int = MAX_CLOCK_SKEW_MS,
     verified: envelope.SignatureCache | None = None,
+    synced: bool = False,
 ) -> tuple[Verdict, ValidatedAd | None]:
     """Apply rules CAPS-1..CAPS-8 of spec 02 §3 to one gossiped ad.
 
     ``source`` is the binary PeerID of the pubsub message's originator (``None`` when the
     ad did not arrive by gossip); ``held_seq(peer_id)`` gives the seq of the ad already
-    held for a signer, or None.
+    held for a signer, or None. ``synced`` marks an ad from a held-ads answer (spec 02 §7,
+    SYNC-5): it was stored by the answering peer a while ago, so only a ``ts`` in the
+    future is checked against the skew bound.
     """
     try:
         env = envelope.open_envelope(data, expected_type=AD_TYPE,  # CAPS-1..3
@@ -52,7 +57,8 @@ def validate_ad(
         return Reject(Reason.SIGNER_MISMATCH), None
     if ad.expires_at_ms() <= now_ms:  # CAPS-7
         return Reject(Reason.EXPIRED), None
-    if abs(ad.ts - now_ms) > max_skew_ms:
+    skew = ad.ts - now_ms if synced else abs(ad.ts - now_ms)
+    if skew > max_skew_ms:
         return Reject(Reason.CLOCK_SKEW, "ts %d vs now %d" % (ad.ts, now_ms)), None
     peer_id = peer_id_str(env.signer)
     held = held_seq(peer_id)
@@ -60,7 +66,7 @@ def validate_ad(
         # Ignore, not reject: gossip can honestly deliver an older ad after a newer one
         # (an IWANT answered late, a replay to a new peer).
         return Ignore(Reason.STALE_SEQ, "seq %d <= held %d" % (ad.seq, held)), None
-    return ACCEPT, ValidatedAd(ad=ad, peer_id=peer_id)
+    return ACCEPT, ValidatedAd(ad=ad, peer_id=peer_id, raw=data)
 
 
 @dataclass(slots=True)
@@ -68,6 +74,8 @@ class TableEntry:
     peer_id: str
     ad: CapabilityAd
     received_ms: int
+    raw: bytes = b""
+    """The signed envelope as received (empty when the ad was stored without it)."""
 
 
 class CapTable:
@@ -98,7 +106,7 @@ class CapTable:
         return e.ad.seq if e else None
 
     def update(self, peer_id: str, ad: CapabilityAd, now_ms: int,
-               preferred: Callable[[str], bool] = lambda _: False) -> bool:
+               preferred: Callable[[str], bool] = lambda _: False, raw: bytes = b"") -> bool:
         """Store ``ad`` unless an ad with the same or a higher seq is held, or the table is
         full (TBL-6); True if stored."""
         cur = self._entries.get(peer_id)
@@ -109,7 +117,8 @@ class CapTable:
             if victim is None:
                 return False
             del self._entries[victim]
-        self._entries[peer_id] = TableEntry(peer_id=peer_id, ad=ad, received_ms=now_ms)
+        self._entries[peer_id] = TableEntry(peer_id=peer_id, ad=ad, received_ms=now_ms,
+                                            raw=raw)
         return True
 
     def expire(self, now_ms: int) -> list[str]:

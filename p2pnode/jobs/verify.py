@@ -8,7 +8,6 @@ decode as the kind's output type with the shape the inputs imply. Cryptographic 
 from __future__ import annotations
 
 from p2pnode.jobs.model import JobSpec
-from p2pnode.jobs.tensors import decode_matrix
 from p2pnode.wire.reasons import Reason, WireError
 
 MAX_CHECK_ELEMENTS = 1 << 26
@@ -17,6 +16,10 @@ MAX_CHECK_ELEMENTS = 1 << 26
 def check_output(spec: JobSpec, inputs: dict[str, bytes | None], output: bytes) -> Reason | None:
     """None when ``output`` is acceptable for ``spec``, else the reason it is not (VER-2)."""
     if spec.kind == "matmul":
+        # numpy is imported on the first check, not at start-up: a node's start is mostly
+        # imports, and numpy is 10-15 % of them (bench/README.md, bench_testnet).
+        from p2pnode.jobs.tensors import decode_matrix
+
         a_raw, b_raw = inputs.get("a"), inputs.get("b")
         if a_raw is None or b_raw is None:
             return Reason.NOT_FOUND

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
 
+from p2pnode.net.caps_sync import caps_sync_protocol_id, make_sync_handler, pull_held_ads
 from p2pnode.net.host import NetStack
 from p2pnode.net.peering import dial, reannounce_subscriptions, repair_pubsub_peers
 from p2pnode.peers import penalises_forwarder
 from p2pnode.ports import TopicValidator
+from p2pnode.wire.reasons import Reason
 
 
 class _Subscription:
@@ -76,3 +79,11 @@ class Libp2pGossip:
                 addrs = []
             out[pid.to_base58()] = addrs
         return out
+
+    def serve_held_ads(self, answer: Callable[[str], list[bytes]],
+                       on_refused: Callable[[], None]) -> None:
+        self.stack.host.set_stream_handler(caps_sync_protocol_id(self.stack.net),
+                                           make_sync_handler(answer, on_refused))
+
+    async def pull_held_ads(self, peer: str) -> tuple[list[bytes], Reason | None]:
+        return await pull_held_ads(self.stack.host, peer, self.stack.net)

@@ -19,7 +19,8 @@ from p2pnode import __version__
 from p2pnode.addrpolicy import DialBudget, filter_ad_addrs, private_addrs_allowed
 from p2pnode.caps.model import CapabilityAd
 from p2pnode.caps.probe import Hardware, probe
-from p2pnode.caps.table import CapTable, validate_ad
+from p2pnode.caps.sync import SYNC_PULLS_IN_FLIGHT, PullSchedule, answer_ads
+from p2pnode.caps.table import CapTable, ValidatedAd, validate_ad
 from p2pnode.config import Config
 from p2pnode.identity import Identity
 from p2pnode.log import event
@@ -28,7 +29,7 @@ from p2pnode.ports import Gossip
 from p2pnode.ratelimit import PeerRateLimiter
 from p2pnode.store import NodeStore
 from p2pnode.wire.envelope import SignatureCache
-from p2pnode.wire.reasons import ACCEPT, Ignore, Reason, Verdict
+from p2pnode.wire.reasons import ACCEPT, Ignore, Reason, Reject, Verdict
 
 log = logging.getLogger("p2pnode.caps")
 
@@ -52,6 +53,9 @@ REPROBE_S = 30.0
 # how long one dial may take.
 DIAL_TICK_S = 1.0
 AD_DIAL_TIMEOUT_S = 3.0
+# How often the service looks for peers new on the caps topic to ask for their held ads
+# (SYNC-1): a fraction of a round trip on a LAN costs nothing, the topic view is a dict.
+SYNC_TICK_S = 0.2
 
 
 class DialMetrics:
@@ -67,6 +71,22 @@ class DialMetrics:
         self.deferred = Counter("p2pnode_ad_dials_deferred", "Dials to addresses from ads "
                                 "put off because the dial budget was spent (ADDR-5)",
                                 registry=r)
+
+
+class SyncMetrics:
+    """The held-ads exchange (spec 02 §7): answers asked for, given, refused; ads received."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        r = metrics.registry
+        self.pulls = Counter("p2pnode_caps_sync_pulls", "Held-ads answers asked of peers, by "
+                             "result (ok, or the reason the answer was cut short)",
+                             ["result"], registry=r)
+        self.ads = Counter("p2pnode_caps_sync_ads", "Ads received in held-ads answers, by "
+                           "outcome (valid, or the reason)", ["outcome"], registry=r)
+        self.served = Counter("p2pnode_caps_sync_served", "Held-ads answers given",
+                              registry=r)
+        self.refused = Counter("p2pnode_caps_sync_refused", "Held-ads requests over the "
+                               "stream limits of SYNC-6, reset unread", registry=r)
 
 
 class CapsService:
@@ -101,6 +121,9 @@ class CapsService:
         self._budget_spent = False  # logged once per stretch of deferred dials
         self._saved_addrs: dict[str, list[str]] = {}
         self._to_save: list[tuple[str, list[str], int]] = []  # written off the event loop
+        self._own_ad: bytes | None = None  # our latest ad, first in every answer (SYNC-3)
+        self.pulls = PullSchedule(self.peer_id)
+        self.sync_metrics = SyncMetrics(metrics)
 
     @property
     def peer_id(self) -> str:
@@ -181,9 +204,12 @@ class CapsService:
         _, validated = validate_ad(data, net=self.config.network, now_ms=self.now_ms(),
                                    source=source, held_seq=self.table.held_seq,
                                    verified=self.verified)
-        if validated is None:
-            return
-        if self.table.update(validated.peer_id, validated.ad, self.now_ms(), self._connected):
+        if validated is not None:
+            self._store(validated)
+
+    def _store(self, validated: ValidatedAd) -> None:
+        if self.table.update(validated.peer_id, validated.ad, self.now_ms(), self._connected,
+                             raw=validated.raw):
             addrs = list(validated.ad.addrs)
             dropped = filter_ad_addrs(addrs, self.allow_private).dropped
             for why in dropped:
@@ -203,6 +229,67 @@ class CapsService:
             event(log, "caps.ad.accepted", logging.DEBUG, peer=validated.peer_id,
                   seq=validated.ad.seq, ad_ts=validated.ad.ts)
 
+    # -- held-ads exchange (spec 02 §7) --------------------------------------------------
+
+    def held_ads(self, peer: str) -> list[bytes]:
+        """The answer to ``peer``'s request for our held ads (SYNC-3)."""
+        self.sync_metrics.served.inc()
+        return answer_ads(self.table.live(self.now_ms()), self.now_ms(), self._own_ad,
+                          self.peer_id, asker=peer)
+
+    def receive_held(self, peer: str, data: bytes) -> Verdict:
+        """One ad of ``peer``'s held-ads answer: RL-3 against ``peer``, then CAPS-1 to
+        CAPS-8 as SYNC-5 adapts them, then TBL-6; stored if valid, counted either way."""
+        verdict = self._check_held(peer, data)
+        outcome = "valid" if verdict.ok else verdict.reason.value  # type: ignore[union-attr]
+        self.sync_metrics.ads.labels(outcome=outcome).inc()
+        return verdict
+
+    def _check_held(self, peer: str, data: bytes) -> Verdict:
+        if not self.fwd_limiter.allow(peer, self.clock()):  # SYNC-5, RL-3
+            self._count_reject(Reason.RATE_LIMITED)
+            return Ignore(Reason.RATE_LIMITED)
+        verdict, validated = validate_ad(data, net=self.config.network, now_ms=self.now_ms(),
+                                         source=None, held_seq=self.table.held_seq,
+                                         verified=self.verified, synced=True)
+        if validated is None:
+            # An ad we hold already is the common case of an answer, not a fault: ignores
+            # are counted by the exchange's own metric only (receive_held).
+            if isinstance(verdict, Reject):
+                self._count_reject(verdict.reason)
+            return verdict
+        if not self.table.admits(validated.peer_id, self._connected):  # TBL-6
+            self._count_reject(Reason.RATE_LIMITED)
+            return Ignore(Reason.RATE_LIMITED)
+        self._store(validated)
+        return ACCEPT
+
+    async def pull(self, peer: str) -> int:
+        """Ask ``peer`` for its held ads and take in the valid ones; how many were new."""
+        ads, cut = await self.gossip.pull_held_ads(peer)
+        self.sync_metrics.pulls.labels(result="ok" if cut is None else cut.value).inc()
+        new = sum(1 for a in ads if self.receive_held(peer, a).ok)
+        event(log, "caps.sync.pulled", logging.DEBUG, peer=peer, ads=len(ads), new=new,
+              cut=None if cut is None else cut.value)
+        while self._to_save:
+            await trio.to_thread.run_sync(self.store.save_peer, *self._to_save.pop(0))
+        return new
+
+    async def _sync_loop(self) -> None:
+        """Ask every peer that appears on the caps topic for its held ads (SYNC-1, SYNC-2),
+        at most SYNC_PULLS_IN_FLIGHT at a time."""
+        slots = trio.CapacityLimiter(SYNC_PULLS_IN_FLIGHT)
+
+        async def one(peer: str) -> None:
+            async with slots:
+                await self.pull(peer)
+
+        async with trio.open_nursery() as nursery:
+            while True:
+                for p in self.pulls.due(self.gossip.topic_peers(self.topic)):
+                    nursery.start_soon(one, p.peer)
+                await trio.sleep(SYNC_TICK_S)
+
     def caps_known(self) -> int:
         now = self.now_ms()
         return sum(1 for e in self.table.live(now) if e.peer_id != self.peer_id)
@@ -211,6 +298,7 @@ class CapsService:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self.gossip.set_validator(self.topic, self.validate)
+        self.gossip.serve_held_ads(self.held_ads, self.sync_metrics.refused.inc)
         sub = await self.gossip.subscribe(self.topic)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._read, sub)
@@ -219,6 +307,7 @@ class CapsService:
             nursery.start_soon(self._publish_loop)
             nursery.start_soon(self._housekeeping_loop)
             nursery.start_soon(self._reprobe_loop)
+            nursery.start_soon(self._sync_loop)
             task_status.started()
 
     async def _read(self, sub: Any) -> None:
@@ -231,6 +320,7 @@ class CapsService:
     async def publish(self) -> None:
         ad = await trio.to_thread.run_sync(self.make_ad)  # its seq is an fsync'd write
         data = ad.encode(self.identity)
+        self._own_ad = data
         self._last_publish = self.clock()
         await self.gossip.publish(self.topic, data)
         self.metrics.ads_published.inc()

@@ -26,8 +26,14 @@ from p2pnode.identity import Identity, save_identity
 from p2pnode.testnet.lifeline import set_parent_death_signal
 
 POLL_S = 0.5
+# A node's start (spawn to a serving admin API) may take START_TIMEOUT_S on an idle
+# machine, and START_TIMEOUT_PER_NODE_S more for each node of the network: they start on
+# the same cores (a node's start costs about 1.5 s of CPU, most of it imports).
 START_TIMEOUT_S = 30.0
+START_TIMEOUT_PER_NODE_S = 1.0
 STOP_TIMEOUT_S = 10.0
+# How often a starting node's admin API is looked for.
+START_POLL_S = 0.05
 
 
 @dataclass
@@ -43,6 +49,8 @@ class TestnetOptions:
     requesters: int = 1
     job_n: int = 64
     job_kind: str = "matmul"
+    start_concurrency: int = 0
+    """Nodes starting at once (0: ``default_start_concurrency()``)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,20 @@ class NodeProc:
     proc: subprocess.Popen[bytes] | None = None
     status: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    spawned_at: float | None = None  # monotonic
+    start_s: float | None = None
+    """Seconds from spawning the process to a serving admin API."""
+
+
+def start_timeout_s(n: int) -> float:
+    """How long one node of a network of ``n`` may take to start."""
+    return START_TIMEOUT_S + START_TIMEOUT_PER_NODE_S * n
+
+
+def default_start_concurrency() -> int:
+    """Nodes started at once: a start is mostly CPU (imports), so about one per core; two at
+    least, so that one node waiting on I/O leaves the other core busy."""
+    return max(2, os.cpu_count() or 2)
 
 
 def _say(opts: TestnetOptions, msg: str) -> None:
@@ -145,6 +167,8 @@ def _start(node: NodeProc, bootstrap: str | None, lifeline: int | None = None) -
         cmd += ["--exit-with-fd", str(lifeline)]
     if bootstrap:
         cmd += ["--bootstrap", bootstrap]
+    node.spawned_at = time.monotonic()
+    node.start_s = None
     log = open(node.home / "stdout.log", "ab")  # noqa: SIM115 - owned by the process
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     me = os.getpid()
@@ -174,17 +198,25 @@ def _poll(node: NodeProc) -> dict[str, Any] | None:
         return None
 
 
-def _wait_started(node: NodeProc) -> dict[str, Any]:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        st = _poll(node)
-        if st is not None:
-            return st
-        if node.proc is not None and node.proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise RuntimeError(f"node {node.index} did not start: {node.error or 'timeout'}; "
-                       f"see {node.home / 'stdout.log'}")
+def _check_started(node: NodeProc, timeout: float) -> bool:
+    """Whether ``node`` serves its admin API now (and then its ``start_s`` is set); raises
+    RuntimeError once it has exited or ``timeout`` has passed since it was spawned."""
+    if _poll(node) is not None:
+        if node.start_s is None and node.spawned_at is not None:
+            node.start_s = time.monotonic() - node.spawned_at
+        return True
+    exited = node.proc is None or node.proc.poll() is not None
+    if exited or time.monotonic() - (node.spawned_at or 0.0) > timeout:
+        why = node.error if exited else f"timeout after {timeout:.0f} s"
+        raise RuntimeError(f"node {node.index} did not start: {why or 'timeout'}; "
+                           f"see {node.home / 'stdout.log'}")
+    return False
+
+
+def _wait_started(node: NodeProc, timeout: float = START_TIMEOUT_S) -> dict[str, Any]:
+    while not _check_started(node, timeout):
+        time.sleep(START_POLL_S)
+    return node.status
 
 
 def _stop(nodes: list[NodeProc]) -> None:
@@ -202,16 +234,31 @@ def _stop(nodes: list[NodeProc]) -> None:
             n.proc.wait()
 
 
-def start_network(nodes: list[NodeProc], lifeline: int | None = None) -> str:
-    """Start node 0, then every other node with node 0 as bootstrap peer; return its
-    address. Raises RuntimeError if a node does not come up."""
+def start_network(nodes: list[NodeProc], lifeline: int | None = None,
+                  concurrency: int = 0) -> str:
+    """Start node 0, then every other node with node 0 as bootstrap peer, at most
+    ``concurrency`` starting at once (a rolling wave: the next starts as soon as one
+    serves its admin API); return the bootstrap address. Raises RuntimeError if a node does
+    not come up within ``start_timeout_s(len(nodes))``.
+
+    Spawning all at once does not start them sooner: N processes importing on two cores
+    each take N times as long, and a node that is still importing cannot answer its
+    bootstrap peer; with 50 nodes the first timed out.
+    """
+    timeout = start_timeout_s(len(nodes))
+    limit = concurrency or default_start_concurrency()
     _start(nodes[0], None, lifeline)
-    st0 = _wait_started(nodes[0])
+    st0 = _wait_started(nodes[0], timeout)
     boot = f"{st0['addrs'][0].split('/p2p/')[0]}/p2p/{nodes[0].peer_id}"
-    for n in nodes[1:]:
-        _start(n, boot, lifeline)
-    for n in nodes[1:]:
-        _wait_started(n)
+    waiting = list(nodes[1:])
+    starting: list[NodeProc] = []
+    while waiting or starting:
+        while waiting and len(starting) < limit:
+            node = waiting.pop(0)
+            _start(node, boot, lifeline)
+            starting.append(node)
+        time.sleep(START_POLL_S)
+        starting = [n for n in starting if not _check_started(n, timeout)]
     return boot
 
 
@@ -317,20 +364,36 @@ class JobDriver:
         }
 
 
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
 def _report(opts: TestnetOptions, root: Path, nodes: list[NodeProc], converged: bool,
             started: float, converge_s: float | None,
-            jobs: JobDriver | None = None) -> dict[str, Any]:
+            jobs: JobDriver | None = None, start_s: float | None = None) -> dict[str, Any]:
+    starts = sorted(n.start_s for n in nodes if n.start_s is not None)
     rep: dict[str, Any] = {
         "converged": converged,
         "network": opts.network,
         "dir": str(root),
         "elapsed_s": round(time.monotonic() - started, 3),
-        "converge_s": None if converge_s is None else round(converge_s, 3),
+        # From the moment every node serves its admin API.
+        "converge_s": _round(converge_s),
+        # From the launcher's start: the nodes' start, then convergence.
+        "start_s": _round(start_s),
+        "total_s": _round(None if converge_s is None or start_s is None
+                          else start_s + converge_s),
+        "start_concurrency": opts.start_concurrency or default_start_concurrency(),
+        "node_start_s": {
+            "p50": _round(starts[len(starts) // 2]) if starts else None,
+            "max": _round(starts[-1]) if starts else None,
+        },
         "nodes": [
             {
                 "index": n.index,
                 "peer_id": n.peer_id,
                 "pid": n.proc.pid if n.proc is not None else None,
+                "start_s": _round(n.start_s),
                 "peers": int(n.status.get("peers", 0)),
                 "caps_known": int(n.status.get("caps_known", 0)),
                 "addrs": n.status.get("addrs", []),
@@ -352,18 +415,24 @@ def _print_report(rep: dict[str, Any]) -> None:
     when = f" in {rep['converge_s']:.1f} s" if rep["converge_s"] is not None else ""
     print(f"testnet {rep['network']}: {verdict}{when}, {len(rep['nodes'])} nodes, "
           f"logs in {rep['dir']}")
+    if rep["start_s"] is not None:
+        ns = rep["node_start_s"]
+        print(f"start: all nodes serving after {rep['start_s']:.1f} s, "
+              f"{rep['start_concurrency']} at a time; one node p50 {ns['p50']:.2f} s, "
+              f"max {ns['max']:.2f} s")
     if "jobs" in rep:
         j = rep["jobs"]
         print(f"jobs: {j['submitted']} submitted, {j['completed']} completed, {j['failed']} "
               f"failed, {j['reassigned']} reassigned; latency p50 {j['p50_ms']} ms, "
               f"p99 {j['p99_ms']} ms")
-    print(f"{'#':>2}  {'PEER':<52}  {'PEERS':>5}  {'CAPS':>4}  NOTE")
+    print(f"{'#':>2}  {'PEER':<52}  {'START':>6}  {'PEERS':>5}  {'CAPS':>4}  NOTE")
     for n in rep["nodes"]:
         note = n.get("error", "")
         if n["ads_rejected"]:
             note = (note + " rejected " + json.dumps(n["ads_rejected"])).strip()
-        print(f"{n['index']:>2}  {n['peer_id']:<52}  {n['peers']:>5}  {n['caps_known']:>4}  "
-              f"{note}")
+        start = "-" if n["start_s"] is None else f"{n['start_s']:.2f}"
+        print(f"{n['index']:>2}  {n['peer_id']:<52}  {start:>6}  {n['peers']:>5}  "
+              f"{n['caps_known']:>4}  {note}")
 
 
 def run_testnet(opts: TestnetOptions) -> int:
@@ -375,6 +444,7 @@ def run_testnet(opts: TestnetOptions) -> int:
     root = root.resolve()
     started = time.monotonic()
     converge_s: float | None = None
+    start_s: float | None = None
     converged = False
     caps_since: float | None = None
     nodes: list[NodeProc] = []
@@ -393,12 +463,15 @@ def run_testnet(opts: TestnetOptions) -> int:
         nodes = prepare_nodes(opts, root)
         jobs = JobDriver(opts, nodes) if opts.jobs > 0 else None
         _say(opts, f"starting {opts.n} nodes in {root}")
-        boot = start_network(nodes, lifeline_r)
+        boot = start_network(nodes, lifeline_r, opts.start_concurrency)
+        up_at = time.monotonic()
+        start_s = up_at - started
         os.close(lifeline_r)
         lifeline_r = -1
         _say(opts, "pids " + " ".join(str(n.proc.pid) for n in nodes if n.proc is not None))
-        _say(opts, f"all {opts.n} nodes running; bootstrap {boot}")
-        deadline = None if opts.duration is None else started + opts.duration
+        _say(opts, f"all {opts.n} nodes running after {start_s:.1f} s; bootstrap {boot}")
+        # The duration is the time to wait for convergence, once every node serves.
+        deadline = None if opts.duration is None else up_at + opts.duration
         last_line = ""
         while deadline is None or time.monotonic() < deadline:
             for n in nodes:
@@ -413,7 +486,7 @@ def run_testnet(opts: TestnetOptions) -> int:
                 jobs.step()
             now_converged = caps_ok and (jobs is None or jobs.done)
             if now_converged and converge_s is None:
-                converge_s = time.monotonic() - started
+                converge_s = time.monotonic() - up_at
             converged = now_converged
             if converged and deadline is not None:
                 break
@@ -449,7 +522,7 @@ def run_testnet(opts: TestnetOptions) -> int:
         os.close(lifeline_w)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    rep = _report(opts, root, nodes, converged, started, converge_s, jobs)
+    rep = _report(opts, root, nodes, converged, started, converge_s, jobs, start_s)
     if opts.json_out:
         print(json.dumps(rep))
     else:

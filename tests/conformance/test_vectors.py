@@ -65,7 +65,8 @@ def test_reference_passes_every_vector(vectors: list[runner.Vector]) -> None:
     assert handlers == {
         "encoding/cbor", "encoding/cbor_encode", "encoding/frames", "identity/peer_id",
         "identity/peer_id_decode", "envelope/open", "envelope/seal", "caps/validate",
-        "caps/table", "caps/rate_limit", "jobs/spec", "jobs/message", "jobs/dht_record",
+        "caps/table", "caps/rate_limit", "caps/sync",
+        "jobs/spec", "jobs/message", "jobs/dht_record",
         "jobs/discovery_keys", "jobs/requester", "jobs/worker", "jobs/verify", "jobs/execute",
         "jobs/market", "jobs/work", "jobs/fetch", "jobs/dispatch",
         "tensors/matrix", "tensors/random_matrix", "blob/cid", "blob/request", "blob/receive"}

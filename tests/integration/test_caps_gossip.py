@@ -52,3 +52,37 @@ async def test_a_restarted_node_redials_the_peers_it_knew(tmp_path: Path) -> Non
         await wait_for(lambda: b.peer_id in again.stack.connected_peers())
         await wait_for(lambda: again.caps_known() == 1)
         outer.cancel_scope.cancel()
+
+
+async def test_a_new_node_learns_held_ads_on_joining_whatever_the_interval(
+        tmp_path: Path) -> None:
+    # No periodic ad within the test: whatever the joiner learns of the node it is not
+    # connected to, it learns from the held-ads answer of the node it joined through.
+    async with running_nodes(tmp_path, 2, caps_interval_s=600.0, caps_ttl_s=1800) as nodes:
+        await wait_for(lambda: all(n.caps_known() == 1 for n in nodes))
+        import trio
+
+        from p2pnode.identity import Identity
+        from p2pnode.node import Node
+        from tests.integration.helpers import HW, node_config
+
+        a, b = nodes
+        (tmp_path / "c").mkdir()
+        boot = f"{a.stack.listen_addrs()[0].split('/p2p/')[0]}/p2p/{a.peer_id}"
+        c = Node(tmp_path / "c", node_config(bootstrap=(boot,), caps_interval_s=600.0,
+                                             caps_ttl_s=1800),
+                 Identity.generate(), hardware=HW)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(c.run)
+            await wait_for(lambda: c.caps_known() == 2, timeout=10)
+            assert c.caps is not None and c.caps.table.get(b.peer_id) is not None
+
+            def synced(outcome: str) -> float:
+                return c.metrics.registry.get_sample_value(
+                    "p2pnode_caps_sync_ads_total", {"outcome": outcome}) or 0.0
+
+            # Both ads came in a's answer (valid, or stale when gossip was first).
+            await wait_for(lambda: synced("valid") + synced("stale_seq") >= 2, timeout=10)
+            # ... and a learnt c's ad from c's answer in turn.
+            await wait_for(lambda: a.caps_known() == 2, timeout=10)
+            nursery.cancel_scope.cancel()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from p2pnode.metrics import Metrics
 from p2pnode.ports import Subscription, TopicValidator
 from p2pnode.services.caps import TARGET_PEERS, CapsService
 from p2pnode.store import NodeStore
+from p2pnode.wire.reasons import Reason
 from tests.caps.ads import AD, NOW_MS
 
 DIAL_TAKES_S = 10.0  # a dial to an address that never answers
@@ -56,6 +57,13 @@ class FakeGossip:
 
     def topic_peers(self, topic: str) -> dict[str, int]:
         return {}
+
+    def serve_held_ads(self, answer: Callable[[str], list[bytes]],
+                       on_refused: Callable[[], None]) -> None:
+        pass
+
+    async def pull_held_ads(self, peer: str) -> tuple[list[bytes], Reason | None]:
+        return [], None
 
     async def dial(self, addr: str, timeout: float) -> tuple[bool, str]:
         self.dialled.append(addr)

@@ -264,3 +264,14 @@ def test_pycddl_gaps_still_exist() -> None:
     map_choice = pycddl.Schema("A = B / C\nB = { ok: true, size: uint }\n"
                                "C = { ok: false, reason: tstr }")
     map_choice.validate_cbor(cbor.encode({"ok": False, "reason": "x", "size": 1}))
+
+
+def test_held_ads_answer_is_a_bounded_sequence_of_ad_envelopes() -> None:
+    from p2pnode.caps.sync import SYNC_MAX_ADS
+
+    ads = [cbor.decode(BASE_AD.encode(ALICE)), cbor.decode(BASE_AD.encode(BOB))]
+    assert conforms("HeldAdsAnswer", cbor.encode([]))
+    assert conforms("HeldAdsAnswer", cbor.encode(ads))
+    assert conforms("HeldAdsAnswer", cbor.encode(ads[:1] * SYNC_MAX_ADS))
+    assert not conforms("HeldAdsAnswer", cbor.encode(ads[:1] * (SYNC_MAX_ADS + 1)))
+    assert not conforms("HeldAdsAnswer", cbor.encode([b"not an ad"]))

@@ -1,0 +1,78 @@
+"""The launcher starts nodes in a rolling wave: node 0 first, then at most
+``concurrency`` starting at once, each within a timeout that grows with N. The processes
+are stand-ins; no node runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from p2pnode.testnet import launcher
+from p2pnode.testnet.launcher import NodePorts, NodeProc
+
+
+class _Proc:
+    pid = 1
+    returncode = None
+
+    def poll(self) -> int | None:
+        return None
+
+
+def _nodes(n: int, tmp: Path) -> list[NodeProc]:
+    return [NodeProc(index=i, home=tmp / str(i), peer_id=f"peer{i}",
+                     ports=NodePorts(listen=1000 + i, api=2000 + i, metrics=3000 + i))
+            for i in range(n)]
+
+
+def test_nodes_start_in_a_bounded_wave_after_node_0(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    polls: dict[int, int] = {}
+    starting: set[int] = set()
+    most = 0
+    order: list[int] = []
+
+    def start(node: NodeProc, boot: str | None, lifeline: int | None = None) -> None:
+        nonlocal most
+        assert (boot is None) == (node.index == 0)
+        node.proc = _Proc()  # type: ignore[assignment]
+        node.spawned_at = launcher.time.monotonic()
+        order.append(node.index)
+        starting.add(node.index)
+        most = max(most, len(starting))
+
+    def poll(node: NodeProc) -> dict[str, Any] | None:
+        polls[node.index] = polls.get(node.index, 0) + 1
+        if polls[node.index] < 3:  # every node takes three looks to come up
+            return None
+        starting.discard(node.index)
+        node.status = {"addrs": [f"/ip4/127.0.0.1/tcp/{node.ports.listen}/p2p/x"]}
+        return node.status
+
+    monkeypatch.setattr(launcher, "_start", start)
+    monkeypatch.setattr(launcher, "_poll", poll)
+    monkeypatch.setattr(launcher, "START_POLL_S", 0.0)
+    nodes = _nodes(12, tmp_path)
+    boot = launcher.start_network(nodes, concurrency=3)
+    assert boot == "/ip4/127.0.0.1/tcp/1000/p2p/peer0"
+    assert order == list(range(12)) and most == 3
+    assert all(n.start_s is not None and n.start_s >= 0 for n in nodes)
+
+
+def test_a_node_that_does_not_start_in_time_stops_the_launch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def start(node: NodeProc, boot: str | None, lifeline: int | None = None) -> None:
+        node.proc = _Proc()  # type: ignore[assignment]
+        node.spawned_at = launcher.time.monotonic() - launcher.start_timeout_s(2) - 1
+
+    monkeypatch.setattr(launcher, "_start", start)
+    monkeypatch.setattr(launcher, "_poll", lambda node: None)
+    with pytest.raises(RuntimeError, match="node 0 did not start: timeout after 32 s"):
+        launcher.start_network(_nodes(2, tmp_path))
+
+
+def test_the_start_timeout_grows_with_the_network() -> None:
+    assert launcher.start_timeout_s(1) == 31.0
+    assert launcher.start_timeout_s(50) == 80.0
