@@ -92,7 +92,7 @@ def test_sealed_ads_match_the_schemas(name: str, signer: str) -> None:
 
 
 def test_the_maximal_ad_has_the_size_the_spec_states() -> None:
-    assert len(AD_VARIANTS["max_sizes"].encode(ALICE)) == 4045  # spec 01 §4, spec 02 §7
+    assert len(AD_VARIANTS["max_sizes"].encode(ALICE)) == 4045  # spec 01 §4, spec 02 §8
 
 
 # Each limit of CAPS-4: (field path, value at the limit, value just beyond it).
