@@ -182,7 +182,7 @@ def bench_p2pnode(n: int, interval: float, duration: float, root: Path,
         cpu_s, end_ms = cpu_seconds(pids) - cpu0, time.time() * 1000
         time.sleep(GRACE_S)
     finally:
-        launcher._stop(nodes)
+        launcher.stop_nodes(nodes)
     events: list[Published | Received] = []
     for node in nodes:
         with open(node.home / "node.log") as f:

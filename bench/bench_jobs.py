@@ -147,7 +147,7 @@ def bench_market(nodes_n: int, sat_jobs: int, jobs: int, n: int,
             print(f"  overhead: {jobs} jobs at {rate:.2f}/s ...", file=sys.stderr)
             out["overhead"] = overhead(nodes, jobs, n, rate)
     finally:
-        launcher._stop(nodes)
+        launcher.stop_nodes(nodes)
     return out
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 from pathlib import Path
@@ -24,34 +23,18 @@ from p2pnode.config import (
 if TYPE_CHECKING:
     import trio
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
-
-
-class UsageError(ValueError):
-    """A command given arguments it must refuse; ``main`` exits with EXIT_USAGE."""
-
-
-def _print_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=None, default=str)
-    sys.stdout.write("\n")
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-              for r in rows]
-    return "\n".join(lines)
-
-
-def _human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(n)
-
+from p2pnode.cli_common import (
+    EXIT_ERROR,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    ask,
+    human_bytes,
+    print_json,
+    table,
+)
+from p2pnode.cli_jobs import cmd_job_list, cmd_job_show, cmd_job_submit
 
 # -- init / run ------------------------------------------------------------------------
 
@@ -82,7 +65,7 @@ def cmd_init(a: argparse.Namespace) -> int:
     out = {"home": str(home), "peer_id": identity.peer_id, "created": created,
            "key_file": str(key), "config": str(cfg_path)}
     if a.json:
-        _print_json(out)
+        print_json(out)
     else:
         verb = "initialised" if created else "already initialised (kept the existing key)"
         print(f"node home {home} {verb}\npeer id  {identity.peer_id}\nconfig   {cfg_path}")
@@ -181,24 +164,10 @@ async def _exit_with_launcher(fd: int, scope: trio.CancelScope) -> None:
 # -- commands that ask a running node ---------------------------------------------------
 
 
-def _ask(a: argparse.Namespace, cmd: str, args: dict[str, Any] | None = None) -> Any:
-    from p2pnode.api.client import call
-
-    return call(resolve_home(a.home), cmd, args)
-
-
-def _size(n: int) -> str:
-    units = ("B", "KiB", "MiB", "GiB")
-    x, i = float(n), 0
-    while x >= 1024 and i < len(units) - 1:
-        x, i = x / 1024, i + 1
-    return f"{n} B" if i == 0 else f"{x:.1f} {units[i]}"
-
-
 def cmd_status(a: argparse.Namespace) -> int:
-    st = _ask(a, "status")
+    st = ask(a, "status")
     if a.json:
-        _print_json(st)
+        print_json(st)
         return EXIT_OK
     c = st["counters"]
     rejected = ", ".join(f"{k}={v}" for k, v in sorted(c["ads_rejected"].items())) or "none"
@@ -215,7 +184,7 @@ def cmd_status(a: argparse.Namespace) -> int:
     limits = st.get("limits") or {}
     if limits:
         b = limits["blobs"]
-        print(f"blobs       {_size(b['bytes'])} of {_size(b['quota'])}"
+        print(f"blobs       {human_bytes(b['bytes'])} of {human_bytes(b['quota'])}"
               f" ({100 * b['bytes'] // max(1, b['quota'])}%)")
         held = ", ".join(f"{k.replace('_', ' ')} {v['held']}/{v['cap']}"
                          for k, v in limits.items() if k != "blobs")
@@ -226,168 +195,37 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 
 def cmd_peers(a: argparse.Namespace) -> int:
-    peers = _ask(a, "peers")
+    peers = ask(a, "peers")
     if a.json:
-        _print_json(peers)
+        print_json(peers)
         return EXIT_OK
     if not peers:
         print("no connected peers")
         return EXIT_OK
     rows = [[p["peer_id"], "yes" if p["has_ad"] else "no", (p["addrs"] or ["-"])[0]]
             for p in peers]
-    print(_table(rows, ["PEER", "AD", "ADDRESS"]))
+    print(table(rows, ["PEER", "AD", "ADDRESS"]))
     return EXIT_OK
 
 
 def cmd_caps(a: argparse.Namespace) -> int:
-    caps = _ask(a, "caps")
+    caps = ask(a, "caps")
     if a.json:
-        _print_json(caps)
+        print_json(caps)
         return EXIT_OK
     rows = []
     for r in caps:
-        gpus = ", ".join(f"{g['name']} {_human_bytes(g['mem'])}" for g in r["gpus"]) or "-"
+        gpus = ", ".join(f"{g['name']} {human_bytes(g['mem'])}" for g in r["gpus"]) or "-"
         me = " (self)" if r["self"] else ""
-        rows.append([r["peer_id"] + me, str(r["cpu"]["threads"]), _human_bytes(r["mem"]), gpus,
+        rows.append([r["peer_id"] + me, str(r["cpu"]["threads"]), human_bytes(r["mem"]), gpus,
                      ",".join(r["kinds"]), str(r["seq"]), f"{r['expires_in_s']:.0f}s"])
-    print(_table(rows, ["PEER", "THREADS", "MEMORY", "GPUS", "KINDS", "SEQ", "EXPIRES"]))
-    return EXIT_OK
-
-
-def _inside_job_dir(base: Path, job_file: str, key: str, value: str) -> str:
-    """``value`` resolved against the job file's directory ``base``, symlinks included; a
-    UsageError unless the result lies in ``base`` or below (docs/jobs.md)."""
-    target = (base / value).resolve()
-    if not target.is_relative_to(base):
-        raise UsageError(
-            f"job file {job_file}: {key} = {value!r} resolves to {target}, outside the job "
-            f"file's directory {base}; a job file may only name files in its own directory "
-            "or below (give other files on the command line, e.g. --input or --module)")
-    return str(target)
-
-
-def _load_job_file(path: str) -> dict[str, Any]:
-    """The keys of a job file, with its paths made absolute. A path that leads out of the
-    file's directory is a UsageError: whatever it names would become a public blob."""
-    import tomllib
-
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"job file {path}: {e}") from e
-    known = {"kind", "count", "n", "inputs", "module", "input", "fuel", "params",
-             "requirements", "max_price", "deadline_s", "lease_s", "redundancy"}
-    unknown = set(data) - known
-    if unknown:
-        raise ConfigError(f"job file {path}: unknown keys {sorted(unknown)}")
-    base = p.resolve().parent
-    if isinstance(data.get("inputs"), dict):
-        data["inputs"] = {k: _inside_job_dir(base, path, f"inputs.{k}", str(v))
-                          for k, v in data["inputs"].items()}
-    if isinstance(data.get("module"), str) and not data["module"].startswith("example:"):
-        data["module"] = _inside_job_dir(base, path, "module", data["module"])
-    if isinstance(data.get("input"), str):
-        data["input"] = _inside_job_dir(base, path, "input", data["input"])
-    return data
-
-
-def cmd_job_submit(a: argparse.Namespace) -> int:
-    import time
-
-    args: dict[str, Any] = _load_job_file(a.file) if a.file else {}
-    flags = {"kind": a.kind, "n": a.n, "count": a.count, "fuel": a.fuel,
-             "max_price": a.max_price, "deadline_s": a.deadline, "lease_s": a.lease,
-             "redundancy": a.redundancy,
-             "module": a.module if a.module is None or a.module.startswith("example:")
-             else str(Path(a.module).resolve()),
-             "input": str(Path(a.input).resolve()) if a.input else None}
-    args.update({k: v for k, v in flags.items() if v is not None})
-    if a.gpu:
-        args.setdefault("requirements", {})["gpu"] = True
-    if "kind" not in args:
-        print("error: give --kind or a job file with `kind`", file=sys.stderr)
-        return EXIT_USAGE
-    jobs = _ask(a, "job.submit", args)
-    if not a.wait:
-        if a.json:
-            _print_json(jobs)
-        else:
-            for j in jobs:
-                print(f"submitted {j['id']} ({j['kind']})")
-        return EXIT_OK
-    # --wait: follow every job to a final state, progress on stderr.
-    ids = [j["id"] for j in jobs]
-    last: dict[str, str] = {}
-    final: dict[str, Any] = {}
-    while len(final) < len(ids):
-        for jid in ids:
-            if jid in final:
-                continue
-            d = _ask(a, "job.show", {"id": jid})
-            if d["state"] != last.get(jid):
-                last[jid] = d["state"]
-                print(f"{jid[:16]}  {d['state']}", file=sys.stderr, flush=True)
-            if d["state"] in ("completed", "failed"):
-                final[jid] = d
-        if len(final) < len(ids):
-            time.sleep(0.5)
-    failed = [d for d in final.values() if d["state"] != "completed"]
-    if a.json:
-        _print_json([final[j] for j in ids])
-    else:
-        for jid in ids:
-            d = final[jid]
-            where = d["output_path"] or d["output"] or "-"
-            lat = f"{d['latency_ms']} ms" if d["latency_ms"] is not None else "-"
-            why = ""
-            if d["state"] != "completed" and d["history"]:
-                last = d["history"][-1]
-                why = f"  ({last['event']}: {last['detail']})"
-            print(f"{jid}  {d['state']}{why}  latency {lat}  output {where}")
-    return EXIT_ERROR if failed else EXIT_OK
-
-
-def cmd_job_list(a: argparse.Namespace) -> int:
-    res = _ask(a, "job.list", {"states": a.state or []})
-    if a.json:
-        _print_json(res)
-        return EXIT_OK
-    rows = [[j["id"][:20], j["kind"], j["state"], str(j["reassigned"]),
-             (j["worker"] or "-")[:20],
-             f"{j['latency_ms']} ms" if j["latency_ms"] is not None else "-"]
-            for j in res["jobs"]]
-    if rows:
-        print(_table(rows, ["JOB", "KIND", "STATE", "REASSIGNED", "WORKER", "LATENCY"]))
-    counts = ", ".join(f"{k} {v}" for k, v in res["counts"].items() if v) or "no jobs"
-    print(f"requested: {counts}; working on: {len(res['work'])}")
-    return EXIT_OK
-
-
-def cmd_job_show(a: argparse.Namespace) -> int:
-    d = _ask(a, "job.show", {"id": a.id})
-    if a.output:
-        if not d["output_path"]:
-            print("error: the job has no output here yet", file=sys.stderr)
-            return EXIT_ERROR
-        Path(a.output).write_bytes(Path(d["output_path"]).read_bytes())
-    if a.json:
-        _print_json(d)
-        return EXIT_OK
-    print(f"job        {d['id']}\nkind       {d['kind']}\nstate      {d['state']}"
-          f"\nworker     {d['worker'] or '-'}\noutput     {d['output'] or '-'}"
-          f"\nstored at  {d['output_path'] or '-'}\nreassigned {d['reassigned']}")
-    if d["latency_ms"] is not None:
-        print(f"latency    {d['latency_ms']} ms (submit to verified result)")
-    print("history:")
-    t0 = d["history"][0]["ts_ms"] if d["history"] else 0
-    for h in d["history"]:
-        print(f"  +{(h['ts_ms'] - t0) / 1000:8.3f}s  {h['event']:<14} {h['detail']}")
+    print(table(rows, ["PEER", "THREADS", "MEMORY", "GPUS", "KINDS", "SEQ", "EXPIRES"]))
     return EXIT_OK
 
 
 def cmd_testnet_up(a: argparse.Namespace) -> int:
-    from p2pnode.testnet.launcher import TestnetOptions, run_testnet
+    from p2pnode.testnet.launcher import run_testnet
+    from p2pnode.testnet.model import TestnetOptions
 
     opts = TestnetOptions(
         n=a.n, duration=a.duration, base_port=a.base_port,

@@ -16,14 +16,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from p2pnode.api.client import ApiError, call
 from p2pnode.config import API_FILE, CONFIG_FILE, KEY_FILE, Config, render_template
 from p2pnode.identity import Identity, save_identity
+from p2pnode.testnet.jobs import JobDriver
 from p2pnode.testnet.lifeline import set_parent_death_signal
+from p2pnode.testnet.model import NodePorts as NodePorts
+from p2pnode.testnet.model import NodeProc as NodeProc
+from p2pnode.testnet.model import TestnetOptions as TestnetOptions
 
 POLL_S = 0.5
 # A node's start (spawn to a serving admin API) may take START_TIMEOUT_S on an idle
@@ -34,44 +37,6 @@ START_TIMEOUT_PER_NODE_S = 1.0
 STOP_TIMEOUT_S = 10.0
 # How often a starting node's admin API is looked for.
 START_POLL_S = 0.05
-
-
-@dataclass
-class TestnetOptions:
-    n: int = 5
-    duration: float | None = None
-    base_port: int = 0
-    directory: Path | None = None
-    network: str = "testnet"
-    json_out: bool = False
-    caps_interval: float = 10.0
-    jobs: int = 0
-    requesters: int = 1
-    job_n: int = 64
-    job_kind: str = "matmul"
-    start_concurrency: int = 0
-    """Nodes starting at once (0: ``default_start_concurrency()``)."""
-
-
-@dataclass(frozen=True)
-class NodePorts:
-    listen: int
-    api: int
-    metrics: int
-
-
-@dataclass
-class NodeProc:
-    index: int
-    home: Path
-    peer_id: str
-    ports: NodePorts
-    proc: subprocess.Popen[bytes] | None = None
-    status: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-    spawned_at: float | None = None  # monotonic
-    start_s: float | None = None
-    """Seconds from spawning the process to a serving admin API."""
 
 
 def start_timeout_s(n: int) -> float:
@@ -219,7 +184,7 @@ def _wait_started(node: NodeProc, timeout: float = START_TIMEOUT_S) -> dict[str,
     return node.status
 
 
-def _stop(nodes: list[NodeProc]) -> None:
+def stop_nodes(nodes: list[NodeProc]) -> None:
     for n in nodes:
         if n.proc is not None and n.proc.poll() is None:
             n.proc.send_signal(signal.SIGTERM)
@@ -279,89 +244,6 @@ def _converged(nodes: list[NodeProc]) -> bool:
     want = len(nodes) - 1
     return all(n.status and n.status.get("caps_known") == want
                and (want == 0 or n.status.get("peers", 0) >= 1) for n in nodes)
-
-
-class JobDriver:
-    """Submits the testnet's jobs over the run and follows them to a final state."""
-
-    def __init__(self, opts: TestnetOptions, nodes: list[NodeProc]) -> None:
-        self.opts = opts
-        self.requesters = nodes[: max(1, min(opts.requesters, len(nodes)))]
-        span = (opts.duration or 60.0) * 0.3
-        self.gap = span / opts.jobs if opts.jobs else 0.0
-        self.submitted: dict[str, int] = {}  # job id -> requester index
-        self.submit_errors = 0
-        self.next_at: float | None = None
-        self.final: dict[str, dict[str, Any]] = {}
-        self.state_counts: dict[str, int] = {}
-        self.reassigned = 0
-
-    def start(self) -> None:
-        if self.next_at is None:
-            self.next_at = time.monotonic()
-
-    def step(self) -> None:
-        if self.next_at is None:
-            return
-        while (len(self.submitted) + self.submit_errors < self.opts.jobs
-               and time.monotonic() >= self.next_at):
-            i = (len(self.submitted) + self.submit_errors) % len(self.requesters)
-            node = self.requesters[i]
-            args = {"kind": self.opts.job_kind, "n": self.opts.job_n, "lease_s": 8,
-                    "deadline_s": max(60, int(self.opts.duration or 600))}
-            if self.opts.job_kind == "wasm":
-                args = {"kind": "wasm", "module": "example:sum", "lease_s": 8,
-                        "deadline_s": max(60, int(self.opts.duration or 600))}
-            try:
-                for j in call(node.home, "job.submit", args, timeout=30.0):
-                    self.submitted[j["id"]] = node.index
-            except (ApiError, OSError, ValueError):
-                self.submit_errors += 1
-            self.next_at += self.gap
-        self.poll()
-
-    def poll(self) -> None:
-        counts: dict[str, int] = {}
-        reassigned = 0
-        for node in self.requesters:
-            try:
-                res = call(node.home, "job.list", timeout=10.0)
-            except (ApiError, OSError, ValueError):
-                continue
-            for j in res["jobs"]:
-                if j["id"] not in self.submitted:
-                    continue
-                counts[j["state"]] = counts.get(j["state"], 0) + 1
-                reassigned += j["reassigned"]
-                if j["state"] in ("completed", "failed"):
-                    self.final[j["id"]] = j
-        self.state_counts = counts
-        self.reassigned = reassigned
-
-    @property
-    def done(self) -> bool:
-        completed = sum(1 for j in self.final.values() if j["state"] == "completed")
-        return completed == len(self.submitted) == self.opts.jobs
-
-    def report(self) -> dict[str, Any]:
-        lat = sorted(j["latency_ms"] for j in self.final.values()
-                     if j["state"] == "completed" and j["latency_ms"] is not None)
-
-        def pct(p: float) -> int | None:
-            if not lat:
-                return None
-            return int(lat[min(len(lat) - 1, round(p * (len(lat) - 1)))])
-
-        return {
-            "submitted": len(self.submitted),
-            "completed": sum(1 for j in self.final.values() if j["state"] == "completed"),
-            "failed": sum(1 for j in self.final.values() if j["state"] == "failed")
-            + self.submit_errors,
-            "reassigned": self.reassigned,
-            "p50_ms": pct(0.5),
-            "p99_ms": pct(0.99),
-            "states": self.state_counts,
-        }
 
 
 def _round(x: float | None) -> float | None:
@@ -516,7 +398,7 @@ def run_testnet(opts: TestnetOptions) -> int:
         stopping = True
         if jobs is not None:
             jobs.poll()
-        _stop(nodes)
+        stop_nodes(nodes)
         if lifeline_r >= 0:
             os.close(lifeline_r)
         os.close(lifeline_w)

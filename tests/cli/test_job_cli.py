@@ -27,7 +27,7 @@ def two_nodes(tmp_path: Path) -> Iterator[list[launcher.NodeProc]]:
         launcher.wait_caps_converged(nodes, 30)
         yield nodes
     finally:
-        launcher._stop(nodes)
+        launcher.stop_nodes(nodes)
 
 
 def test_submit_wait_list_show_output(two_nodes: list[launcher.NodeProc], tmp_path: Path,

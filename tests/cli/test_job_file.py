@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from p2pnode import cli
+from p2pnode import cli, cli_jobs
 from tests.cli.test_cli import run_cli
 
 
@@ -56,10 +56,10 @@ def test_files_in_the_directory_and_below_are_accepted(
     assert args["module"] == str((d / "data/prog.wat").resolve())
     assert args["input"] == str((d / "in.bin").resolve())
     assert args["inputs"] == {"extra": str((d / "data/x.bin").resolve())}
-    loaded = cli._load_job_file(str(d / "job.toml"))
+    loaded = cli_jobs.load_job_file(str(d / "job.toml"))
     assert loaded["inputs"] == args["inputs"]
     (d / "job.toml").write_text('kind = "matmul"\n[inputs]\na = "link.bin"\n')
-    assert cli._load_job_file(str(d / "job.toml"))["inputs"] == {
+    assert cli_jobs.load_job_file(str(d / "job.toml"))["inputs"] == {
         "a": str((d / "data/x.bin").resolve())}
 
 
@@ -84,7 +84,7 @@ def test_paths_out_of_the_directory_are_refused(
     assert f"{key} = {value!r}" in err and str(outside.resolve()) in err
     assert "outside the job file's directory" in err
     with pytest.raises(cli.UsageError):
-        cli._load_job_file(str(d / "job.toml"))
+        cli_jobs.load_job_file(str(d / "job.toml"))
 
 
 def test_command_line_paths_may_name_any_file(

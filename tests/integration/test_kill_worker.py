@@ -69,7 +69,7 @@ def test_kill_9_worker_mid_job_is_reassigned_and_completes(tmp_path: Path) -> No
         survivor = next(n for n in nodes[1:] if n is not victim)
         assert final["worker"] == survivor.peer_id
     finally:
-        launcher._stop(nodes)
+        launcher.stop_nodes(nodes)
 
 
 @pytest.mark.slow
@@ -100,4 +100,4 @@ def test_kill_9_requester_restarts_with_its_jobs_and_completes_them(tmp_path: Pa
             assert final["state"] == "completed", json.dumps(final["history"])
             assert final["worker"] == worker.peer_id
     finally:
-        launcher._stop(nodes)
+        launcher.stop_nodes(nodes)

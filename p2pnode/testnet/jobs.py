@@ -1,0 +1,93 @@
+"""The jobs of a testnet run: submitted over the run through the requesters' admin APIs
+and followed to a final state."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from p2pnode.api.client import ApiError, call
+from p2pnode.testnet.model import NodeProc, TestnetOptions
+
+
+class JobDriver:
+    """Submits the testnet's jobs over the run and follows them to a final state."""
+
+    def __init__(self, opts: TestnetOptions, nodes: list[NodeProc]) -> None:
+        self.opts = opts
+        self.requesters = nodes[: max(1, min(opts.requesters, len(nodes)))]
+        span = (opts.duration or 60.0) * 0.3
+        self.gap = span / opts.jobs if opts.jobs else 0.0
+        self.submitted: dict[str, int] = {}  # job id -> requester index
+        self.submit_errors = 0
+        self.next_at: float | None = None
+        self.final: dict[str, dict[str, Any]] = {}
+        self.state_counts: dict[str, int] = {}
+        self.reassigned = 0
+
+    def start(self) -> None:
+        if self.next_at is None:
+            self.next_at = time.monotonic()
+
+    def step(self) -> None:
+        if self.next_at is None:
+            return
+        while (len(self.submitted) + self.submit_errors < self.opts.jobs
+               and time.monotonic() >= self.next_at):
+            i = (len(self.submitted) + self.submit_errors) % len(self.requesters)
+            node = self.requesters[i]
+            args = {"kind": self.opts.job_kind, "n": self.opts.job_n, "lease_s": 8,
+                    "deadline_s": max(60, int(self.opts.duration or 600))}
+            if self.opts.job_kind == "wasm":
+                args = {"kind": "wasm", "module": "example:sum", "lease_s": 8,
+                        "deadline_s": max(60, int(self.opts.duration or 600))}
+            try:
+                for j in call(node.home, "job.submit", args, timeout=30.0):
+                    self.submitted[j["id"]] = node.index
+            except (ApiError, OSError, ValueError):
+                self.submit_errors += 1
+            self.next_at += self.gap
+        self.poll()
+
+    def poll(self) -> None:
+        counts: dict[str, int] = {}
+        reassigned = 0
+        for node in self.requesters:
+            try:
+                res = call(node.home, "job.list", timeout=10.0)
+            except (ApiError, OSError, ValueError):
+                continue
+            for j in res["jobs"]:
+                if j["id"] not in self.submitted:
+                    continue
+                counts[j["state"]] = counts.get(j["state"], 0) + 1
+                reassigned += j["reassigned"]
+                if j["state"] in ("completed", "failed"):
+                    self.final[j["id"]] = j
+        self.state_counts = counts
+        self.reassigned = reassigned
+
+    @property
+    def done(self) -> bool:
+        completed = sum(1 for j in self.final.values() if j["state"] == "completed")
+        return completed == len(self.submitted) == self.opts.jobs
+
+    def report(self) -> dict[str, Any]:
+        lat = sorted(j["latency_ms"] for j in self.final.values()
+                     if j["state"] == "completed" and j["latency_ms"] is not None)
+
+        def pct(p: float) -> int | None:
+            if not lat:
+                return None
+            return int(lat[min(len(lat) - 1, round(p * (len(lat) - 1)))])
+
+        return {
+            "submitted": len(self.submitted),
+            "completed": sum(1 for j in self.final.values() if j["state"] == "completed"),
+            "failed": sum(1 for j in self.final.values() if j["state"] == "failed")
+            + self.submit_errors,
+            "reassigned": self.reassigned,
+            "p50_ms": pct(0.5),
+            "p99_ms": pct(0.99),
+            "states": self.state_counts,
+        }
