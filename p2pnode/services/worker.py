@@ -18,16 +18,12 @@ import trio
 
 from p2pnode.blobs.store import BlobStore, StoreFull
 from p2pnode.identity import Identity, peer_id_str
-from p2pnode.jobs import discovery
 from p2pnode.jobs.executors.base import ExecError, Limits
 from p2pnode.jobs.messages import (
     JobClaim,
-    JobGet,
     JobHeartbeat,
     JobLease,
-    JobList,
     JobOffer,
-    JobQuery,
     JobRefuse,
     JobResult,
     JobVerdict,
@@ -36,7 +32,6 @@ from p2pnode.jobs.messages import (
 )
 from p2pnode.jobs.model import (
     T_LEASE,
-    T_LIST,
     T_REFUSE,
     T_VERDICT,
     SignedJob,
@@ -59,6 +54,7 @@ from p2pnode.jobs.worker import (
 from p2pnode.ports import Exchange, Transport, TransportError
 from p2pnode.services.clock import LocalClock
 from p2pnode.services.execution import ChildPool, ExecutionSlots, execute
+from p2pnode.services.pull import EXCHANGE_TIMEOUT_S, PullPath
 from p2pnode.store import NodeStore
 from p2pnode.wire.cid import cid_of
 from p2pnode.wire.envelope import SignatureCache
@@ -66,9 +62,7 @@ from p2pnode.wire.reasons import Reason, WireError
 
 log = logging.getLogger("p2pnode.worker")
 
-EXCHANGE_TIMEOUT_S = 10.0
 BLOB_TIMEOUT_S = 60.0
-DHT_TIMEOUT_S = 8.0
 # As VER-1 on the requester's side: a requester whose blob server is busy serving others is
 # asked again after this; the lease (heartbeats go on while fetching) bounds the waiting.
 BUSY_RETRY_S = 1.0
@@ -83,7 +77,7 @@ class WorkerSettings:
     limits: Limits = dataclasses.field(default_factory=Limits)
 
 
-class WorkerService:
+class WorkerService(PullPath):
     def __init__(self, *, identity: Identity, machine: Worker, transport: Transport,
                  clock: LocalClock, rng: random.Random, store: NodeStore, blobs: BlobStore,
                  settings: WorkerSettings, count: Count,
@@ -426,74 +420,6 @@ class WorkerService:
             if self.machine.free > 0:
                 await self.discover_once()
             await trio.sleep(interval * self.rng.uniform(0.8, 1.2))
-
-    async def discover_once(self) -> int:
-        cap = self.machine.capacity
-        keys = discovery.lookup_keys(self.net, sorted(cap.kinds), cap.resource_classes,
-                                     self.clock.wall_ms())
-        providers: list[str] = []
-        for key in keys:
-            for peer in await self.transport.find_providers(key, DHT_TIMEOUT_S):
-                if peer not in providers and peer != self.transport.peer_id:
-                    providers.append(peer)
-        claimed = 0
-        for peer in providers:
-            if self.machine.free <= 0:
-                break
-            q = JobQuery(net=self.net, kinds=tuple(sorted(cap.kinds)),
-                         resource_class=cap.resource_classes[-1],
-                         ts=self.clock.wall_ms()).seal(self.identity)
-            data = await self._request(peer, q, EXCHANGE_TIMEOUT_S)
-            try:
-                reply = decode(data, net=self.net, expected={T_LIST}) if data else None
-            except WireError as err:
-                self.on_reject(err.reason)
-                continue
-            if reply is None or peer_id_str(reply.signer) != peer:  # WRK-5
-                continue
-            assert isinstance(reply.msg, JobList)
-            for job_id in reply.msg.jobs:
-                if self.machine.free <= 0:
-                    break
-                if self.machine.wants(job_id, self.clock.now_ms()) and await self._try_claim(
-                        job_id, peer, reply.signer):
-                    claimed += 1
-        return claimed
-
-    async def _spec(self, job_id: bytes, provider: str) -> SignedJob | None:
-        """The spec from the DHT record, else by ``job.get`` from the provider (WRK-5)."""
-        key = discovery.job_record_key(job_id)
-        sj = self._valid_record(key, await self.transport.dht_get(key, DHT_TIMEOUT_S))
-        if sj is None:  # the DHT did not have it (yet), or had garbage: ask the provider
-            get = JobGet(net=self.net, job=job_id).seal(self.identity)
-            sj = self._valid_record(key, await self._request(provider, get,
-                                                             EXCHANGE_TIMEOUT_S))
-        return sj
-
-    def _valid_record(self, key: str, raw: bytes | None) -> SignedJob | None:
-        """DHT-1 to DHT-6 on a record, whichever way it came; failures are counted."""
-        if raw is None:
-            return None
-        verdict, sj = discovery.validate_job_record(key, raw, net=self.net,
-                                                    now_ms=self.clock.wall_ms(),
-                                                    verified=self.verified)
-        if sj is None:
-            self.on_reject(verdict.reason)  # type: ignore[union-attr]
-        return sj
-
-    async def _try_claim(self, job_id: bytes, provider: str, provider_key: bytes) -> bool:
-        sj = await self._spec(job_id, provider)
-        if sj is None:
-            return False
-        why = self.machine.listing_problem(sj, provider_key, provider_key)
-        if why is not None:
-            self.on_reject(why)
-            return False
-        price, _why = self._take(sj)
-        if price is None:
-            return False
-        data = await self._request(provider, self._claim(sj, price), EXCHANGE_TIMEOUT_S)
-        return await self._claim_answered(sj, data)
 
     # -- views ----------------------------------------------------------------------------
 
