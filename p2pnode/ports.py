@@ -102,13 +102,18 @@ class Gossip(Protocol):
         pubsub stream does (a restarted peer keeps its PeerID but not its stream)."""
         ...
 
+    def mesh_peers(self, topic: str) -> int:
+        """How many peers our own publications on ``topic`` go to now (its mesh)."""
+        ...
+
     async def dial(self, addr: str, timeout: float) -> tuple[bool, str]:
         """Connect to ``.../p2p/<id>``; (ok, error text)."""
         ...
 
     async def upkeep(self, resubscribe: bool) -> int:
-        """Repair the pubsub view of connected peers (and announce our subscriptions again
-        when ``resubscribe``); returns how many peers were repaired."""
+        """Repair the pubsub view of connected peers (and, when ``resubscribe``, announce
+        our subscriptions again to peers whose pubsub stream is new); returns how many
+        peers were repaired."""
         ...
 
     def peer_addrs(self) -> dict[str, list[str]]:

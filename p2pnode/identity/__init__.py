@@ -103,7 +103,7 @@ class Identity:
     def public_key(self) -> bytes:
         return bytes(self._signing_key.verify_key)
 
-    @property
+    @functools.cached_property
     def peer_id(self) -> str:
         return peer_id_str(self.public_key)
 

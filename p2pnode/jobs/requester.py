@@ -269,6 +269,12 @@ class Requester:
         out.sort(key=lambda c: held.get(c.key, 0))
         return [c.peer for c in out]
 
+    def wants_offers(self) -> bool:
+        """Whether ``offers`` could offer anything: a job that needs workers and has no
+        offer in flight (so the shell builds the candidate table only then)."""
+        return self.offers_enabled and any(
+            job.id not in self._offering and job.needs_workers() for job in self.jobs.values())
+
     def offers(self, table: Sequence[Candidate], now: int) -> list[Offer]:
         """Offers to make now, oldest job first: one in flight per job and per worker,
         none to a worker that said it was busy a moment ago."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,10 +26,20 @@ class _Subscription:
         return msg.from_id, msg.data
 
 
+# Our subscriptions are announced again to a peer every upkeep with ``resubscribe`` while
+# its pubsub stream is younger than this: the reconnect race that drops them (peering.py)
+# plays out while the peer tears its old connection down, seconds after the new one.
+# Announcing to every peer for ever cost each node an RPC per peer every 5 s.
+RESUBSCRIBE_WINDOW_S = 60.0
+
+
 class Libp2pGossip:
-    def __init__(self, stack: NetStack) -> None:
+    def __init__(self, stack: NetStack, clock: Callable[[], float] = time.monotonic) -> None:
         self.stack = stack
         self.peer_id = stack.peer_id
+        self.clock = clock
+        # pubsub peer -> (its stream's token, when we first saw that stream)
+        self._streams: dict[ID, tuple[int, float]] = {}
 
     def listen_addrs(self) -> list[str]:
         return self.stack.listen_addrs()
@@ -60,14 +71,30 @@ class Libp2pGossip:
         ps = self.stack.pubsub
         return {p.to_base58(): id(ps.peers.get(p)) for p in ps.peer_topics.get(topic, set())}
 
+    def mesh_peers(self, topic: str) -> int:
+        return len(self.stack.gossipsub.mesh.get(topic, ()))
+
     async def dial(self, addr: str, timeout: float) -> tuple[bool, str]:
         return await dial(self.stack, addr, timeout=timeout)
 
     async def upkeep(self, resubscribe: bool) -> int:
         repaired = await repair_pubsub_peers(self.stack)
         if resubscribe:
-            await reannounce_subscriptions(self.stack)
+            await reannounce_subscriptions(self.stack, self.fresh_streams())
         return repaired
+
+    def fresh_streams(self) -> list[ID]:
+        """Pubsub peers whose stream is younger than RESUBSCRIBE_WINDOW_S."""
+        now = self.clock()
+        peers = self.stack.pubsub.peers
+        seen = {}
+        for peer, stream in list(peers.items()):
+            token, since = self._streams.get(peer, (id(stream), now))
+            if token != id(stream):
+                since = now
+            seen[peer] = (id(stream), since)
+        self._streams = seen
+        return [p for p, (_, since) in seen.items() if now - since < RESUBSCRIBE_WINDOW_S]
 
     def peer_addrs(self) -> dict[str, list[str]]:
         out = {}

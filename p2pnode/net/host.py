@@ -33,6 +33,13 @@ from prometheus_client import CollectorRegistry, Counter
 from p2pnode.identity import Identity
 from p2pnode.net.addrgate import AddrCheck, gate_peerstore
 from p2pnode.net.connmgr import PeerGuard, PeerMetrics
+from p2pnode.net.peerrecords import (
+    RecordMemo,
+    kad_expected,
+    kad_field,
+    pubsub_expected,
+    pubsub_field,
+)
 from p2pnode.net.scoring import Scorer, gate_gossip
 from p2pnode.peers import HARD_LIMIT_HEADROOM, BanList, ConnLimits
 from p2pnode.wire.envelope import SignatureCache
@@ -53,6 +60,8 @@ _patched_net: str | None = None
 # Pubsub signature verdicts of this process (the patch below is process-wide, like
 # py-libp2p's validator it wraps; a verdict depends on the message bytes alone).
 PUBSUB_SIGNATURES = SignatureCache()
+# Signed peer records accepted by this process's peerstores (p2pnode/net/peerrecords.py).
+PEER_RECORDS = RecordMemo()
 
 
 def patch_libp2p(net: str) -> None:
@@ -69,10 +78,13 @@ def patch_libp2p(net: str) -> None:
     import libp2p.kad_dht.kad_dht as kad_main
     import libp2p.kad_dht.peer_routing as kad_routing
     import libp2p.kad_dht.provider_store as kad_providers
+    import libp2p.kad_dht.utils as kad_utils
     import libp2p.kad_dht.value_store as kad_values
     import libp2p.network.swarm as swarm
+    import libp2p.pubsub.gossipsub as gossipsub_mod
     import libp2p.pubsub.pubsub as pubsub_mod
     import libp2p.pubsub.rpc_queue as rpc_queue
+    import libp2p.pubsub.utils as pubsub_utils
 
     # Every dial waited 250 ms (happy eyeballs between transports); we run TCP only.
     swarm._HAPPY_EYEBALLS_DELAY = 0  # type: ignore[attr-defined]
@@ -108,6 +120,17 @@ def patch_libp2p(net: str) -> None:
                                               lambda: verify_pubsub_signature(msg)))
 
     pubsub_mod.signature_validator = signature_validator  # type: ignore[attr-defined]
+    # Every pubsub RPC and DHT message carries its sender's signed peer record, verified
+    # and written into the peerstore on every arrival: a sixth of an idle node's CPU. The
+    # same bytes, once accepted, are accepted again without the work (refreshed every
+    # 10 minutes). The function is imported by name into each module that calls it.
+    in_pubsub = PEER_RECORDS.wrap(pubsub_utils.maybe_consume_signed_record,
+                                  pubsub_field, pubsub_expected)
+    for mod in (pubsub_mod, gossipsub_mod):
+        mod.maybe_consume_signed_record = in_pubsub  # type: ignore[attr-defined]
+    in_kad = PEER_RECORDS.wrap(kad_utils.maybe_consume_signed_record, kad_field, kad_expected)
+    for mod in (kad_main, kad_routing, kad_providers, kad_values):
+        mod.maybe_consume_signed_record = in_kad  # type: ignore[attr-defined]
     # libp2p logs at INFO into the root logger; keep its records out of ours.
     # Without a handler Python's last-resort handler would print its warnings as bare text.
     lp = logging.getLogger("libp2p")

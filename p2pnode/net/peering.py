@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import trio
@@ -54,17 +55,26 @@ async def repair_pubsub_peers(stack: Any, timeout: float = 3.0) -> int:
     return repaired
 
 
-async def reannounce_subscriptions(stack: Any) -> None:
-    """Send our topic subscriptions to every pubsub peer again.
+async def reannounce_subscriptions(stack: Any, peers: Iterable[Any]) -> int:
+    """Send our topic subscriptions again to ``peers`` (libp2p IDs); return how many
+    peers were sent them.
 
     The same py-libp2p reconnect race as above can also drop *our* subscription from a
     peer's view (it processes our hello, then forgets us with the old connection), and
     nothing in GossipSub would ever resend it. Re-announcing is idempotent for receivers.
     """
     ps = stack.pubsub
-    for topic in list(ps.subscribed_topics_receive):
-        packet, subopt = ps._build_announce_rpc(topic, True)
-        await ps.message_all_peers(packet.SerializeToString(), subopt)
+    topics = list(ps.subscribed_topics_receive)
+    sent = 0
+    for peer in peers:
+        queue = ps.peer_queues.get(peer)
+        if queue is None:
+            continue
+        for topic in topics:
+            packet, subopt = ps._build_announce_rpc(topic, True)
+            ps._enqueue_or_retry_announce(peer, queue, packet, subopt)
+        sent += 1
+    return sent
 
 
 async def reconnect(stack: Any, peer_id: str, addrs: list[str], timeout: float = 5.0) -> bool:

@@ -111,7 +111,8 @@ class CapsService:
         self.fwd_limiter = PeerRateLimiter(rate=FWD_RATE_PER_S, burst=FWD_BURST)
         self._last_publish = 0.0
         self._publish_now = trio.Event()
-        self._known_topic_peers: dict[str, int] = {}
+        # Mesh peers on the caps topic when our last ad was published (PUB-3).
+        self._reached = 0
         self._dialing: set[str] = set()
         # ADDR-6: resolved once; the policy and the budget are the core's (addrpolicy).
         self.allow_private = private_addrs_allowed(config.net_private_addrs, config.listen,
@@ -322,6 +323,7 @@ class CapsService:
         data = ad.encode(self.identity)
         self._own_ad = data
         self._last_publish = self.clock()
+        self._reached = self.gossip.mesh_peers(self.topic)
         await self.gossip.publish(self.topic, data)
         self.metrics.ads_published.inc()
         event(log, "caps.ad.published", logging.DEBUG, seq=ad.seq, ad_ts=ad.ts)
@@ -334,7 +336,7 @@ class CapsService:
             delay = interval * self.rng.uniform(0.9, 1.1)
             with trio.move_on_after(delay):
                 await self._publish_now.wait()
-                # Debounce: several peers joining at once cost one ad.
+                # Debounce: at most one ad per MIN_PUBLISH_GAP_S (PUB-8).
                 gap = self._last_publish + MIN_PUBLISH_GAP_S - self.clock()
                 if gap > 0:
                     await trio.sleep(gap)
@@ -444,9 +446,9 @@ class CapsService:
             ticks += 1
             if await self.gossip.upkeep(resubscribe=ticks % RESUBSCRIBE_TICKS == 0):
                 event(log, "pubsub.repaired", logging.DEBUG)
-            # A new subscriber to the caps topic has missed our last ad: send a fresh one.
-            # A peer that restarted keeps its PeerID but comes with a new pubsub stream.
-            topic_peers = self.gossip.topic_peers(self.topic)
-            if any(self._known_topic_peers.get(p) != s for p, s in topic_peers.items()):
+            # PUB-3: our last ad reached nobody (at start, or with every connection lost);
+            # now that the mesh has a peer, send a fresh one. A peer that merely joins
+            # gets our ad from the held-ads exchange (SYNC-1, SYNC-3), not a publication.
+            if self._reached == 0 and self.gossip.mesh_peers(self.topic) > 0:
+                self._reached = -1  # one publication is on its way
                 self._publish_now.set()
-            self._known_topic_peers = topic_peers

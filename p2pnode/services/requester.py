@@ -137,7 +137,8 @@ class RequesterService:
         while True:
             now, wall = self.clock.now_ms(), self.clock.wall_ms()
             await self._apply(self.machine.on_timer(now, wall))
-            await self._apply(list(self.machine.offers(self.table(), now)))
+            if self.machine.wants_offers():
+                await self._apply(list(self.machine.offers(self.table(), now)))
             due = self.machine.next_deadline(now, wall)
             with trio.move_on_at(self.clock.trio_deadline(due) if due is not None
                                  else trio.current_time() + 3600):

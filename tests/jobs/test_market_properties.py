@@ -597,7 +597,9 @@ def run_requester(shapes: list[tuple[int, int, int]],
             assert nd is None or nd > now
         elif op == "offers":
             table = TABLE[: ev[1]]
+            wanted = m.wants_offers()
             offers = m.offers(table, now)
+            assert wanted or not offers  # the shell skips offers() when not wanted
             check_offers(m, shell, table, offers, now)
             offers_made += len(offers)
         elif op == "offer_done":

@@ -58,6 +58,9 @@ class FakeGossip:
     def topic_peers(self, topic: str) -> dict[str, int]:
         return {}
 
+    def mesh_peers(self, topic: str) -> int:
+        return 0
+
     def serve_held_ads(self, answer: Callable[[str], list[bytes]],
                        on_refused: Callable[[], None]) -> None:
         pass
