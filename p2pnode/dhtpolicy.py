@@ -9,13 +9,16 @@ caller keeps using) and the record checks of the namespaces it serves.
   bytes, which expire when, and which to evict first (least recently stored).
 - :class:`ProviderBook` holds provider records, bounded per key, per peer and in all,
   each with an expiry.
+- :class:`ProviderLookup` runs a provider lookup that asks a few of the closest peers,
+  not the whole network (KAD-10).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from p2pnode.wire.reasons import ACCEPT, Ignore, Reason, Reject, Verdict
 
@@ -244,3 +247,97 @@ class ProviderBook:
         for k, p in gone:
             self.remove(k, p)
         return gone
+
+
+# -- provider lookups (KAD-10) --------------------------------------------------------------
+
+# KAD-10: queries in flight at once, how many of the closest peers known must have answered
+# for a lookup to end, how many peers one lookup may ask in all, and the wait for one.
+LOOKUP_ALPHA = 3
+LOOKUP_BETA = 3
+LOOKUP_MAX_QUERIES = 20
+LOOKUP_QUERY_TIMEOUT_S = 5.0
+
+P = TypeVar("P", bound=Hashable)
+
+
+class ProviderLookup(Generic[P]):
+    """An iterative GET_PROVIDERS lookup (KAD-10), without the I/O.
+
+    Peers are opaque; ``distance(peer)`` is the peer's XOR distance to the key. The shell
+    asks :meth:`next_batch` for peers to query, reports each answer (:meth:`on_answer`,
+    with the providers and the closer peers it named) or failure (:meth:`on_failure`),
+    and stops when :attr:`done`. The lookup ends once ``beta`` of the closest peers known
+    have answered and none of them is still to be asked, once it holds ``count``
+    providers, or once it has asked ``max_queries`` peers; so a lookup in a network of N
+    nodes asks about ``beta`` peers, not N (py-libp2p's asks every peer that any answer
+    names until it has 20 providers, which for a key nobody provides is the whole network,
+    twice: once for the closest peers, once for the providers).
+    """
+
+    def __init__(self, start: Iterable[P], distance: Callable[[P], int], *,
+                 count: int = MAX_PROVIDERS_PER_KEY, alpha: int = LOOKUP_ALPHA,
+                 beta: int = LOOKUP_BETA, max_queries: int = LOOKUP_MAX_QUERIES,
+                 me: P | None = None) -> None:
+        self.distance = distance
+        self.count, self.alpha, self.beta, self.max_queries = count, alpha, beta, max_queries
+        self.me = me
+        self._known: dict[P, int] = {}  # peer -> distance
+        self._asked: set[P] = set()
+        self._answered: set[P] = set()
+        self._failed: set[P] = set()
+        self._in_flight: set[P] = set()
+        self.providers: list[object] = []
+        self._add(start)
+
+    def _add(self, peers: Iterable[P]) -> None:
+        for p in peers:
+            if p != self.me and p not in self._known:
+                self._known[p] = self.distance(p)
+
+    def _closest_alive(self) -> list[P]:
+        """The ``beta`` closest known peers that have not failed."""
+        alive = [p for p in self._known if p not in self._failed]
+        alive.sort(key=self._known.__getitem__)
+        return alive[: self.beta]
+
+    @property
+    def queries(self) -> int:
+        return len(self._asked)
+
+    @property
+    def done(self) -> bool:
+        if len(self.providers) >= self.count:
+            return True
+        if self._in_flight:
+            return False
+        if self.queries >= self.max_queries:
+            return True
+        closest = self._closest_alive()
+        if not closest:
+            return True
+        return all(p in self._answered for p in closest)
+
+    def next_batch(self) -> list[P]:
+        """Peers to query now: those of the ``beta`` closest known and not failed that have
+        not been asked, up to ``alpha`` in flight."""
+        if self.done:
+            return []
+        room = min(self.alpha - len(self._in_flight), self.max_queries - self.queries)
+        # Only peers among the beta closest alive: the lookup never asks more than it
+        # needs to end, unless a peer fails or an answer names closer ones.
+        todo = [p for p in self._closest_alive() if p not in self._asked][: max(0, room)]
+        for p in todo:
+            self._asked.add(p)
+            self._in_flight.add(p)
+        return todo
+
+    def on_answer(self, peer: P, providers: Iterable[object], closer: Iterable[P]) -> None:
+        self._in_flight.discard(peer)
+        self._answered.add(peer)
+        self.providers.extend(providers)
+        self._add(closer)
+
+    def on_failure(self, peer: P) -> None:
+        self._in_flight.discard(peer)
+        self._failed.add(peer)

@@ -1,12 +1,18 @@
 """The DHT server's record policy and stores (spec 03 §5.2, KAD-1 to KAD-5), without a
-network."""
+network; and the provider lookup (KAD-10)."""
 
 from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from p2pnode.dhtpolicy import (
     KadLimits,
     KadPolicy,
     ProviderBook,
+    ProviderLookup,
     RecordCheck,
     ValueBook,
     namespace_of,
@@ -137,3 +143,87 @@ def test_providers_in_all_are_bounded_and_expire() -> None:
     assert book.add(b"newer", "p8", 30.0)[0].ok  # a full book sweeps expired records first
     assert book.total == 2
     assert len(book.expire(60.0)) == 2 and book.total == 0
+
+
+# -- ProviderLookup (KAD-10) ----------------------------------------------------------------
+
+def run_lookup(network: dict[int, tuple[list[str], list[int]]], start: list[int],
+               **kw: Any) -> tuple[ProviderLookup[int], list[int]]:
+    """Peers are ints whose distance to the key is the int itself; ``network[p]`` is what
+    p answers (providers, closer peers); a peer missing from it fails."""
+    lookup: ProviderLookup[int] = ProviderLookup(start, lambda p: p, **kw)
+    asked: list[int] = []
+    for _ in range(1000):
+        if lookup.done:
+            break
+        batch = lookup.next_batch()
+        assert batch and len(batch) <= lookup.alpha
+        for p in batch:
+            asked.append(p)
+            if p in network:
+                lookup.on_answer(p, *network[p])
+            else:
+                lookup.on_failure(p)
+    assert lookup.done and lookup.next_batch() == []
+    return lookup, asked
+
+
+def test_lookup_asks_the_beta_closest_not_the_network() -> None:
+    # 100 peers, every one knows all the others; nobody provides the key.
+    everyone = list(range(1, 101))
+    network = {p: ([], everyone) for p in everyone}
+    lookup, asked = run_lookup(network, everyone[::-1])
+    assert sorted(asked) == [1, 2, 3]
+    assert lookup.providers == []
+
+
+def test_lookup_walks_towards_closer_peers() -> None:
+    # Only far peers are known at first; each answer names peers closer to the key.
+    network = {p: ([], [p // 2]) for p in range(2, 65)}
+    network[1] = (["prov"], [])
+    lookup, asked = run_lookup(network, [64, 63, 62], beta=1)
+    assert 1 in asked and lookup.providers == ["prov"]
+    assert len(asked) < 20
+
+
+def test_failed_peers_do_not_count_among_the_closest() -> None:
+    network: dict[int, tuple[list[str], list[int]]] = {p: ([], [4, 5, 6]) for p in (4, 5, 6)}
+    _, asked = run_lookup(network, [1, 2, 3, 4, 5, 6])
+    assert asked[:3] == [1, 2, 3]  # the closest fail...
+    assert sorted(asked[3:]) == [4, 5, 6]  # ...so the next three must answer
+
+
+def test_lookup_stops_at_count_and_at_max_queries() -> None:
+    network = {p: (["x"], list(range(1, 50))) for p in range(1, 50)}
+    lookup, asked = run_lookup(network, [1, 2, 3], count=2, alpha=1)
+    assert len(asked) == 2 and len(lookup.providers) == 2
+    # everyone fails: the lookup gives up after max_queries peers
+    lookup, asked = run_lookup({}, list(range(1, 50)), max_queries=7)
+    assert len(asked) == 7
+
+
+def test_lookup_never_asks_itself_or_twice() -> None:
+    everyone = list(range(1, 30))
+    network = {p: ([], everyone) for p in everyone}
+    _, asked = run_lookup(network, everyone, me=1, beta=10, alpha=4)
+    assert 1 not in asked and len(asked) == len(set(asked)) == 10
+
+
+@given(st.dictionaries(st.integers(1, 200),
+                       st.tuples(st.lists(st.just("p"), max_size=2),
+                                 st.lists(st.integers(1, 200), max_size=8)), max_size=60),
+       st.lists(st.integers(1, 200), min_size=0, max_size=20),
+       st.integers(1, 4), st.integers(1, 5), st.integers(1, 25))
+def test_lookup_always_ends_within_its_bounds(
+        network: dict[int, tuple[list[str], list[int]]], start: list[int],
+        alpha: int, beta: int, max_queries: int) -> None:
+    lookup, asked = run_lookup(network, start, alpha=alpha, beta=beta,
+                               max_queries=max_queries)
+    assert len(asked) <= max_queries and len(asked) == len(set(asked))
+    answered = [p for p in asked if p in network]
+    # it ended for a reason: enough providers, the query budget, or the beta closest known
+    # (not failed) peers all answered
+    known = set(start) | {c for p in answered for c in network[p][1]}
+    alive = sorted(p for p in known if p in network or p not in asked)[:beta]
+    assert (len(lookup.providers) >= lookup.count or len(asked) >= max_queries
+            or all(p in answered for p in alive))

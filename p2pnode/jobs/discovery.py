@@ -73,3 +73,15 @@ def lookup_keys(net: str, kinds: list[str], classes: tuple[str, ...],
     b = bucket_of(now_ms)
     return [discovery_key(net, k, c, bb) for k in sorted(kinds) for c in classes
             for bb in (b, b - 1)]
+
+
+# DHT-10: each lookup round that finds no provider doubles the wait before the next, up to
+# DISCOVERY_BACKOFF times the configured interval; a round that finds one waits the
+# interval again. An idle network of N workers then costs N lookups per 30 s, not per 5 s.
+DISCOVERY_BACKOFF = 6
+
+
+def discovery_wait_s(interval_s: float, empty_rounds: int) -> float:
+    """The wait (before jitter) after ``empty_rounds`` rounds in a row found no provider."""
+    factor: int = min(1 << min(empty_rounds, 16), DISCOVERY_BACKOFF)
+    return interval_s * factor

@@ -1,16 +1,23 @@
 """Kad-DHT glue: our job records as the one namespace the DHT serves (the limits live in
 :mod:`p2pnode.net.kad`), and bounded DHT calls (py-libp2p's own calls have no overall
-deadline)."""
+deadline), with our own provider lookup (KAD-10)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
 import trio
-from libp2p.kad_dht.kad_dht import KadDHT
+from libp2p.kad_dht.kad_dht import KadDHT, _encode_key
+from libp2p.peer.id import ID
 
-from p2pnode.dhtpolicy import RecordCheck
+from p2pnode.dhtpolicy import (
+    LOOKUP_MAX_QUERIES,
+    LOOKUP_QUERY_TIMEOUT_S,
+    ProviderLookup,
+    RecordCheck,
+)
 from p2pnode.jobs.discovery import RECORD_NAMESPACE, validate_job_record
 from p2pnode.net.kad import KadMetrics, KadSettings, harden_dht
 from p2pnode.wire.envelope import SignatureCache
@@ -69,13 +76,50 @@ async def provide(dht: Any, key: str, timeout: float) -> bool:
 
 
 async def find_providers(dht: Any, key: str, timeout: float) -> list[Any]:
-    """Provider PeerInfos, de-duplicated (py-libp2p may return one peer several times)."""
-    try:
-        with trio.fail_after(timeout):
-            infos = await dht.find_providers(key, 20)
-    except (trio.TooSlowError, Exception):
-        return []
+    """Provider PeerInfos, de-duplicated: the provider records the node holds for the key
+    if it holds any of other peers, else a lookup of a few of the closest peers (KAD-10)."""
+    kb = _encode_key(key)
+    me = dht.host.get_id()
+    # (a requester holds its own record of the key: others' are what a lookup is for)
+    infos: list[Any] = [i for i in dht.provider_store.get_providers(kb) if i.peer_id != me]
+    if not infos:
+        with trio.move_on_after(timeout):
+            infos = await _lookup_providers(dht, kb)
     seen: dict[str, Any] = {}
     for info in infos:
         seen.setdefault(info.peer_id.to_base58(), info)
     return list(seen.values())
+
+
+async def _lookup_providers(dht: Any, kb: bytes) -> list[Any]:
+    target = hashlib.sha256(kb).digest()
+    t = int.from_bytes(target, "big")
+
+    def distance(peer: ID) -> int:
+        return t ^ int.from_bytes(hashlib.sha256(peer.to_bytes()).digest(), "big")
+
+    me = dht.host.get_id()
+    lookup: ProviderLookup[ID] = ProviderLookup(
+        dht.routing_table.find_local_closest_peers(kb, LOOKUP_MAX_QUERIES), distance, me=me)
+    store = dht.provider_store
+
+    async def ask(peer: ID) -> None:
+        answer: tuple[list[Any], list[ID]] = ([], [])
+        with trio.move_on_after(LOOKUP_QUERY_TIMEOUT_S):
+            answer = await store._get_providers_from_peer_with_closers(peer, kb)
+        providers, closer = answer
+        # py-libp2p answers ([], []) for a failed query too; a peer that answers names
+        # closer peers unless it knows nobody, so an empty answer counts as a failure.
+        if providers or closer:
+            lookup.on_answer(peer, providers, closer)
+        else:
+            lookup.on_failure(peer)
+
+    while not lookup.done:
+        batch = lookup.next_batch()
+        if not batch:
+            break
+        async with trio.open_nursery() as nursery:
+            for peer in batch:
+                nursery.start_soon(ask, peer)
+    return list(lookup.providers)

@@ -47,6 +47,7 @@ class PullPath:
         raise NotImplementedError
 
     async def discover_once(self) -> int:
+        """One round of the pull path; returns how many providers the lookups found."""
         cap = self.machine.capacity
         keys = discovery.lookup_keys(self.net, sorted(cap.kinds), cap.resource_classes,
                                      self.clock.wall_ms())
@@ -55,7 +56,6 @@ class PullPath:
             for peer in await self.transport.find_providers(key, DHT_TIMEOUT_S):
                 if peer not in providers and peer != self.transport.peer_id:
                     providers.append(peer)
-        claimed = 0
         for peer in providers:
             if self.machine.free <= 0:
                 break
@@ -74,10 +74,9 @@ class PullPath:
             for job_id in reply.msg.jobs:
                 if self.machine.free <= 0:
                     break
-                if self.machine.wants(job_id, self.clock.now_ms()) and await self._try_claim(
-                        job_id, peer, reply.signer):
-                    claimed += 1
-        return claimed
+                if self.machine.wants(job_id, self.clock.now_ms()):
+                    await self._try_claim(job_id, peer, reply.signer)
+        return len(providers)
 
     async def _spec(self, job_id: bytes, provider: str) -> SignedJob | None:
         """The spec from the DHT record, else by ``job.get`` from the provider (WRK-5)."""

@@ -18,6 +18,7 @@ import trio
 
 from p2pnode.blobs.store import BlobStore, StoreFull
 from p2pnode.identity import Identity, peer_id_str
+from p2pnode.jobs import discovery
 from p2pnode.jobs.executors.base import ExecError, Limits
 from p2pnode.jobs.messages import (
     JobClaim,
@@ -416,10 +417,12 @@ class WorkerService(PullPath):
     async def _discovery_loop(self) -> None:
         interval = self.s.discovery_interval_s
         await trio.sleep(self.rng.uniform(0, interval))
+        empty = 0  # rounds in a row that found no provider (DHT-10 backoff)
         while True:
             if self.machine.free > 0:
-                await self.discover_once()
-            await trio.sleep(interval * self.rng.uniform(0.8, 1.2))
+                empty = 0 if await self.discover_once() else empty + 1
+            wait = discovery.discovery_wait_s(interval, empty)
+            await trio.sleep(wait * self.rng.uniform(0.8, 1.2))
 
     # -- views ----------------------------------------------------------------------------
 

@@ -176,7 +176,8 @@ async def test_idle_dht_streams_do_not_stop_an_honest_lookup(tmp_path: Path) -> 
             await wait_for(lambda: streams(victim, "timed_out", "kad") == 8)
             for stream in idle:
                 assert await read_all(stream) == b""
-        assert open_streams(victim, "kad") == 0
+            # (the honest node's own lookups may hold a stream for a moment)
+            await wait_for(lambda: open_streams(victim, "kad") == 0)
 
 
 async def test_a_provider_flood_from_one_peer_stays_under_its_bound(tmp_path: Path) -> None:

@@ -109,3 +109,10 @@ def test_discovery_keys_change_with_bucket_kind_and_class() -> None:
     assert k not in others and len(others) == 4
     keys = discovery.lookup_keys("t", ["matmul"], ("cpu",), 10 * discovery.BUCKET_MS + 5)
     assert keys == [k, discovery.discovery_key("t", "matmul", "cpu", 9)]
+
+
+def test_discovery_backs_off_while_rounds_find_nothing() -> None:
+    waits = [discovery.discovery_wait_s(5.0, n) for n in range(6)]
+    assert waits == [5.0, 10.0, 20.0, 30.0, 30.0, 30.0]
+    assert discovery.discovery_wait_s(5.0, 10**6) == 5.0 * discovery.DISCOVERY_BACKOFF
+    assert discovery.discovery_wait_s(0.5, 0) == 0.5

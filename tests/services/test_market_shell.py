@@ -553,3 +553,25 @@ async def test_a_submission_at_the_cap_of_open_jobs_is_refused_and_counted(
         assert r.market is not None and r.market.usage()["requester_jobs"] == {
             "held": 2, "cap": 2}
         nursery.cancel_scope.cancel()
+
+
+async def test_an_idle_worker_backs_off_its_lookups_and_still_finds_a_late_job(
+        world: World, autojump_clock: trio.testing.MockClock) -> None:
+    """DHT-10: rounds that find nothing double the wait up to DISCOVERY_BACKOFF intervals."""
+    async with trio.open_nursery() as nursery:
+        r, w = await running(world, nursery, REQUESTER_ONLY, WORKER, offers=False,
+                             discovery_s=1.0)
+        dht = world.net.dht
+        keys_per_round = 2 * len(w.worker.machine.capacity.kinds) * len(
+            w.worker.machine.capacity.resource_classes)
+        await trio.sleep(300)
+        rounds = dht.calls.get("find_providers", 0) // keys_per_round
+        # at 1 s a round, 300 rounds; with the backoff, about 300 / (6 x 1 s), jitter aside
+        assert 300 / (discovery.DISCOVERY_BACKOFF * 1.2) - 3 <= rounds <= 300 / (
+            discovery.DISCOVERY_BACKOFF * 0.8) + 4
+        # a job appears: found within one backed-off wait, then the rounds speed up again
+        job, _ = await submit(r, b"late")
+        with trio.fail_after(discovery.DISCOVERY_BACKOFF * 1.2 + 5):
+            await wait_until(lambda: job.terminal)
+        assert job.state is JobState.COMPLETED
+        nursery.cancel_scope.cancel()
