@@ -76,3 +76,40 @@ def test_a_node_that_does_not_start_in_time_stops_the_launch(
 def test_the_start_timeout_grows_with_the_network() -> None:
     assert launcher.start_timeout_s(1) == 31.0
     assert launcher.start_timeout_s(50) == 80.0
+
+
+def test_convergence_polls_ask_converged_nodes_rarely_and_confirm_with_all(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nodes = _nodes(4, tmp_path)
+    known = {0: 3, 1: 3, 2: 1, 3: 0}
+    asked: list[int] = []
+    clock = [0.0]
+
+    def poll(node: NodeProc) -> dict[str, Any]:
+        asked.append(node.index)
+        node.status = {"caps_known": known[node.index], "peers": 1}
+        return node.status
+
+    monkeypatch.setattr(launcher, "_poll", poll)
+    monkeypatch.setattr(launcher.time, "monotonic", lambda: clock[0])
+    poller = launcher.Poller(nodes, full_s=5.0)
+    assert not poller.round() and asked == [0, 1, 2, 3]  # the first round asks everyone
+    asked.clear()
+    clock[0] = 1.0
+    assert not poller.round() and asked == [2, 3]  # then only those not converged
+    known[2] = 3
+    asked.clear()
+    clock[0] = 2.0
+    assert not poller.round() and asked == [2, 3]
+    clock[0] = 6.0  # every full_s, everyone again
+    asked.clear()
+    assert not poller.round() and asked == [0, 1, 2, 3]
+    known[3] = 3
+    known[0] = 2  # node 0 lost an ad meanwhile: the confirming round sees it
+    asked.clear()
+    clock[0] = 7.0
+    assert not poller.round() and asked == [3, 0, 1, 2, 3]
+    known[0] = 3
+    asked.clear()
+    clock[0] = 8.0
+    assert poller.round() and asked == [0, 0, 1, 2, 3]  # converged, confirmed by all
