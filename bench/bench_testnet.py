@@ -23,6 +23,8 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 
+from p2pnode.testnet.model import default_caps_interval
+
 JITTER = 1.1  # PUB-2: an interval is drawn from [0.9, 1.1] x caps_interval_s
 
 
@@ -44,13 +46,16 @@ def duration_for(n: int) -> float:
     return 60.0 + 2.0 * n
 
 
-def run_one(n: int, caps_interval: float, timeout_margin_s: float = 60.0) -> Run:
+def run_one(n: int, caps_interval: float | None, timeout_margin_s: float = 60.0) -> Run:
     duration = duration_for(n)
     cmd = [sys.executable, "-m", "p2pnode", "testnet", "up", "-n", str(n), "--duration",
-           str(duration), "--caps-interval", str(caps_interval), "--json"]
+           str(duration), "--json"]
+    if caps_interval is not None:
+        cmd += ["--caps-interval", str(caps_interval)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
                           timeout=duration + timeout_margin_s)
-    bound = JITTER * caps_interval
+    interval = default_caps_interval(n) if caps_interval is None else caps_interval
+    bound = JITTER * interval
     try:
         rep = json.loads(proc.stdout)
     except ValueError:
@@ -72,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.bench_testnet", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="5,20,50", help="node counts, comma-separated")
-    p.add_argument("--caps-interval", type=float, default=10.0,
-                   help="seconds between ads (the launcher's default, 10)")
+    p.add_argument("--caps-interval", type=float, default=None,
+                   help="seconds between ads (default: the launcher's, 10 s or N/2 s "
+                   "above 20 nodes)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     sizes = [int(s) for s in a.sizes.split(",") if s.strip()]
@@ -83,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(run_one(n, a.caps_interval))
     if a.json:
         print(json.dumps({"python": platform.python_version(), "machine": platform.machine(),
-                          "cpus": os.cpu_count(), "caps_interval_s": a.caps_interval,
+                          "cpus": os.cpu_count(),
+                          "caps_interval_s": {r.n: r.bound_s / JITTER for r in runs},
                           "runs": [asdict(r) for r in runs]}))
     else:
-        print(f"caps_interval {a.caps_interval:g} s, bound {JITTER * a.caps_interval:.1f} s, "
-              f"{os.cpu_count()} CPUs")
+        print(f"bound = {JITTER} x caps_interval; {os.cpu_count()} CPUs")
         print(f"{'N':>3}  {'CONV':>4}  {'START_S':>7}  {'NODE_P50':>8}  {'NODE_MAX':>8}  "
               f"{'CONVERGE_S':>10}  {'TOTAL_S':>7}  {'CONV/BOUND':>10}")
         for r in runs:

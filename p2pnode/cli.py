@@ -328,8 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first TCP port; node i listens on base+i (default: free ports)")
     up.add_argument("--dir", help="directory for node homes and logs (default: a new temp dir)")
     up.add_argument("--network", default="testnet", help="network id (default testnet)")
-    up.add_argument("--caps-interval", type=float, default=10.0,
-                    help="seconds between capability ads (default 10)")
+    up.add_argument("--caps-interval", type=float, default=None,
+                    help="seconds between each node's capability ads (default: 10, or "
+                    "N/2 for more than 20 nodes, so the network carries at most 2 ads/s)")
     up.add_argument("--jobs", type=int, default=0,
                     help="submit this many jobs spread over the run; convergence then also "
                     "needs every job completed")

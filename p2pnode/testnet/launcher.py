@@ -118,8 +118,8 @@ def _prepare(opts: TestnetOptions, root: Path, i: int, ports: NodePorts) -> Node
                  net_private_addrs="allow",
                  api_listen=f"127.0.0.1:{ports.api}",
                  metrics_listen=f"127.0.0.1:{ports.metrics}",
-                 caps_interval_s=opts.caps_interval,
-                 caps_ttl_s=max(60, int(opts.caps_interval * 6)))
+                 caps_interval_s=opts.interval_s,
+                 caps_ttl_s=max(60, int(opts.interval_s * 6)))
     (home / CONFIG_FILE).write_text(render_template(cfg))
     return NodeProc(index=i, home=home, peer_id=identity.peer_id, ports=ports)
 
@@ -296,6 +296,7 @@ def _report(opts: TestnetOptions, root: Path, nodes: list[NodeProc], converged: 
         "total_s": _round(None if converge_s is None or start_s is None
                           else start_s + converge_s),
         "start_concurrency": opts.start_concurrency or default_start_concurrency(),
+        "caps_interval_s": opts.interval_s,
         "node_start_s": {
             "p50": _round(starts[len(starts) // 2]) if starts else None,
             "max": _round(starts[-1]) if starts else None,
