@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,10 @@ FULL_POLL_S = 5.0
 START_TIMEOUT_S = 30.0
 START_TIMEOUT_PER_NODE_S = 1.0
 STOP_TIMEOUT_S = 10.0
+# Bootstrap peers of a node besides node 0: nodes already serving, so that a late node
+# does not depend on node 0 alone, which every node dials (at 50 nodes, the last ones
+# started heard nothing from a saturated node 0 and learnt no ad at all).
+EXTRA_BOOTSTRAPS = 2
 # How often a starting node's admin API is looked for.
 START_POLL_S = 0.05
 
@@ -129,14 +135,15 @@ def prepare_nodes(opts: TestnetOptions, root: Path) -> list[NodeProc]:
     return [_prepare(opts, root, i, p) for i, p in enumerate(plan_ports(opts.n, opts.base_port))]
 
 
-def _start(node: NodeProc, bootstrap: str | None, lifeline: int | None = None) -> None:
+def _start(node: NodeProc, bootstrap: str | Sequence[str] | None,
+           lifeline: int | None = None) -> None:
     """Start one node; it stops when ``lifeline``'s write end closes (the launcher died),
     and on Linux when this process dies."""
     cmd = [sys.executable, "-m", "p2pnode", "run", "--home", str(node.home)]
     if lifeline is not None:
         cmd += ["--exit-with-fd", str(lifeline)]
-    if bootstrap:
-        cmd += ["--bootstrap", bootstrap]
+    for addr in [bootstrap] if isinstance(bootstrap, str) else bootstrap or ():
+        cmd += ["--bootstrap", addr]
     node.spawned_at = time.monotonic()
     node.start_s = None
     log = open(node.home / "stdout.log", "ab")  # noqa: SIM115 - owned by the process
@@ -206,10 +213,11 @@ def stop_nodes(nodes: list[NodeProc]) -> None:
 
 def start_network(nodes: list[NodeProc], lifeline: int | None = None,
                   concurrency: int = 0) -> str:
-    """Start node 0, then every other node with node 0 as bootstrap peer, at most
-    ``concurrency`` starting at once (a rolling wave: the next starts as soon as one
-    serves its admin API); return the bootstrap address. Raises RuntimeError if a node does
-    not come up within ``start_timeout_s(len(nodes))``.
+    """Start node 0, then every other node with node 0 and up to EXTRA_BOOTSTRAPS nodes
+    already serving (chosen at random, seeded by the node's index) as bootstrap peers, at
+    most ``concurrency`` starting at once (a rolling wave: the next starts as soon as one
+    serves its admin API); return node 0's address. Raises RuntimeError if a node does not
+    come up within ``start_timeout_s(len(nodes))``.
 
     Spawning all at once does not start them sooner: N processes importing on two cores
     each take N times as long, and a node that is still importing cannot answer its
@@ -219,17 +227,30 @@ def start_network(nodes: list[NodeProc], lifeline: int | None = None,
     limit = concurrency or default_start_concurrency()
     _start(nodes[0], None, lifeline)
     st0 = _wait_started(nodes[0], timeout)
-    boot = f"{st0['addrs'][0].split('/p2p/')[0]}/p2p/{nodes[0].peer_id}"
+    boot = _addr_of(nodes[0], st0)
+    up: list[str] = []  # addresses of the other nodes serving so far
     waiting = list(nodes[1:])
     starting: list[NodeProc] = []
     while waiting or starting:
         while waiting and len(starting) < limit:
             node = waiting.pop(0)
-            _start(node, boot, lifeline)
+            extra = random.Random(node.index).sample(up, min(EXTRA_BOOTSTRAPS, len(up)))
+            _start(node, [boot, *extra], lifeline)
             starting.append(node)
         time.sleep(START_POLL_S)
-        starting = [n for n in starting if not _check_started(n, timeout)]
+        still = []
+        for n in starting:
+            if _check_started(n, timeout):
+                if n.status.get("addrs"):
+                    up.append(_addr_of(n, n.status))
+            else:
+                still.append(n)
+        starting = still
     return boot
+
+
+def _addr_of(node: NodeProc, status: dict[str, Any]) -> str:
+    return f"{status['addrs'][0].split('/p2p/')[0]}/p2p/{node.peer_id}"
 
 
 def wait_caps_converged(nodes: list[NodeProc], timeout: float) -> None:

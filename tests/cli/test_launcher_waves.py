@@ -34,9 +34,12 @@ def test_nodes_start_in_a_bounded_wave_after_node_0(tmp_path: Path,
     most = 0
     order: list[int] = []
 
-    def start(node: NodeProc, boot: str | None, lifeline: int | None = None) -> None:
+    boots: dict[int, list[str]] = {}
+
+    def start(node: NodeProc, boot: list[str] | None, lifeline: int | None = None) -> None:
         nonlocal most
         assert (boot is None) == (node.index == 0)
+        boots[node.index] = list(boot or [])
         node.proc = _Proc()  # type: ignore[assignment]
         node.spawned_at = launcher.time.monotonic()
         order.append(node.index)
@@ -58,12 +61,18 @@ def test_nodes_start_in_a_bounded_wave_after_node_0(tmp_path: Path,
     boot = launcher.start_network(nodes, concurrency=3)
     assert boot == "/ip4/127.0.0.1/tcp/1000/p2p/peer0"
     assert order == list(range(12)) and most == 3
+    # node 0 and up to two nodes serving already, never the node itself
+    for i in range(1, 12):
+        assert boots[i][0] == boot and len(boots[i]) == len(set(boots[i]))
+        assert all(b.startswith("/ip4/127.0.0.1/tcp/") and not b.endswith(f"peer{i}")
+                   for b in boots[i])
+    assert all(len(boots[i]) == 3 for i in range(6, 12))
     assert all(n.start_s is not None and n.start_s >= 0 for n in nodes)
 
 
 def test_a_node_that_does_not_start_in_time_stops_the_launch(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def start(node: NodeProc, boot: str | None, lifeline: int | None = None) -> None:
+    def start(node: NodeProc, boot: list[str] | None, lifeline: int | None = None) -> None:
         node.proc = _Proc()  # type: ignore[assignment]
         node.spawned_at = launcher.time.monotonic() - launcher.start_timeout_s(2) - 1
 
