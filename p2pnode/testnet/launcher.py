@@ -42,10 +42,11 @@ FULL_POLL_S = 5.0
 START_TIMEOUT_S = 30.0
 START_TIMEOUT_PER_NODE_S = 1.0
 STOP_TIMEOUT_S = 10.0
-# Bootstrap peers of a node besides node 0: nodes already serving, so that a late node
-# does not depend on node 0 alone, which every node dials (at 50 nodes, the last ones
-# started heard nothing from a saturated node 0 and learnt no ad at all).
-EXTRA_BOOTSTRAPS = 2
+# Bootstrap peers of each node: nodes already serving, at random. With node 0 as every
+# node's bootstrap peer, node 0 held a connection to every node and, at 50 nodes, spent a
+# whole core on their pubsub traffic: ads reached it more than 30 s late (refused as
+# clock skew) and the last nodes to start, which knew only node 0, learnt no ad at all.
+BOOTSTRAPS = 3
 # How often a starting node's admin API is looked for.
 START_POLL_S = 0.05
 
@@ -213,11 +214,11 @@ def stop_nodes(nodes: list[NodeProc]) -> None:
 
 def start_network(nodes: list[NodeProc], lifeline: int | None = None,
                   concurrency: int = 0) -> str:
-    """Start node 0, then every other node with node 0 and up to EXTRA_BOOTSTRAPS nodes
-    already serving (chosen at random, seeded by the node's index) as bootstrap peers, at
-    most ``concurrency`` starting at once (a rolling wave: the next starts as soon as one
-    serves its admin API); return node 0's address. Raises RuntimeError if a node does not
-    come up within ``start_timeout_s(len(nodes))``.
+    """Start node 0, then every other node with BOOTSTRAPS of the nodes already serving
+    (node 0 among them, chosen at random, seeded by the node's index) as bootstrap peers,
+    at most ``concurrency`` starting at once (a rolling wave: the next starts as soon as
+    one serves its admin API); return node 0's address. Raises RuntimeError if a node does
+    not come up within ``start_timeout_s(len(nodes))``.
 
     Spawning all at once does not start them sooner: N processes importing on two cores
     each take N times as long, and a node that is still importing cannot answer its
@@ -228,14 +229,15 @@ def start_network(nodes: list[NodeProc], lifeline: int | None = None,
     _start(nodes[0], None, lifeline)
     st0 = _wait_started(nodes[0], timeout)
     boot = _addr_of(nodes[0], st0)
-    up: list[str] = []  # addresses of the other nodes serving so far
+    up: list[str] = []  # addresses of the nodes after node 0 serving so far
     waiting = list(nodes[1:])
     starting: list[NodeProc] = []
     while waiting or starting:
         while waiting and len(starting) < limit:
             node = waiting.pop(0)
-            extra = random.Random(node.index).sample(up, min(EXTRA_BOOTSTRAPS, len(up)))
-            _start(node, [boot, *extra], lifeline)
+            pool = [boot, *up]
+            _start(node, random.Random(node.index).sample(pool, min(BOOTSTRAPS, len(pool))),
+                   lifeline)
             starting.append(node)
         time.sleep(START_POLL_S)
         still = []
