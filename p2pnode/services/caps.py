@@ -138,13 +138,15 @@ class CapsService:
     def make_ad(self) -> CapabilityAd:
         hw = self.hardware
         kinds = tuple(self.config.caps_kinds)
+        # Never below the clock: a node whose state.db was lost still outbids the ads of
+        # its former self that other nodes hold (PUB-5). The write is durable (an fsync,
+        # milliseconds to tens of them), so ts is read after it: the clock at signing
+        # time (PUB-6), not before the disk.
+        seq = self.store.next_counter("caps_seq", floor=self.now_ms())
         now = self.now_ms()
         return CapabilityAd(
             net=self.config.network,
-            # Never below the clock: a node whose state.db was lost still outbids the
-            # ads of its former self that other nodes hold (spec 02, PUB rules).
-            seq=self.store.next_counter("caps_seq", floor=now),
-            ts=now, ttl=self.config.caps_ttl_s, cores=hw.cores, threads=hw.threads,
+            seq=seq, ts=now, ttl=self.config.caps_ttl_s, cores=hw.cores, threads=hw.threads,
             arch=hw.arch, mem=hw.mem, gpus=hw.gpus, kinds=kinds,
             price=tuple(sorted((k, v) for k, v in self.config.caps_price.items() if k in kinds)),
             addrs=tuple(self.public_addrs()[:8]), agent=f"p2pnode-py/{__version__}")
