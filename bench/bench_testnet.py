@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="5,20,50", help="node counts, comma-separated")
     p.add_argument("--caps-interval", type=float, default=None,
-                   help="seconds between ads (default: the launcher's, 10 s or N/2 s "
-                   "above 20 nodes)")
+                   help="seconds between ads (default: the launcher's, 10 s or N s "
+                   "above 10 nodes)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     sizes = [int(s) for s in a.sizes.split(",") if s.strip()]

@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--network", default="testnet", help="network id (default testnet)")
     up.add_argument("--caps-interval", type=float, default=None,
                     help="seconds between each node's capability ads (default: 10, or "
-                    "N/2 for more than 20 nodes, so the network carries at most 2 ads/s)")
+                    "N above 10 nodes, so the network carries at most 1 ad/s)")
     up.add_argument("--jobs", type=int, default=0,
                     help="submit this many jobs spread over the run; convergence then also "
                     "needs every job completed")

@@ -126,11 +126,11 @@ def test_convergence_polls_ask_converged_nodes_rarely_and_confirm_with_all(
     assert poller.round() and asked == [0, 0, 1, 2, 3]  # converged, confirmed by all
 
 
-def test_the_default_ad_interval_keeps_the_network_at_two_ads_a_second() -> None:
+def test_the_default_ad_interval_keeps_the_network_at_one_ad_a_second() -> None:
     from p2pnode.testnet.model import TestnetOptions, default_caps_interval
 
-    assert [default_caps_interval(n) for n in (1, 5, 20, 21, 50, 100)] == [
-        10.0, 10.0, 10.0, 10.5, 25.0, 50.0]
+    assert [default_caps_interval(n) for n in (1, 5, 10, 11, 20, 50, 100)] == [
+        10.0, 10.0, 10.0, 11.0, 20.0, 50.0, 100.0]
     for n in (5, 20, 50, 100):
-        assert n / TestnetOptions(n=n).interval_s <= 2.0
+        assert n / TestnetOptions(n=n).interval_s <= 1.0
     assert TestnetOptions(n=50, caps_interval=3.0).interval_s == 3.0
