@@ -55,7 +55,7 @@ def run_one(n: int, caps_interval: float | None, timeout_margin_s: float = 60.0)
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
                           timeout=duration + timeout_margin_s)
     interval = default_caps_interval(n) if caps_interval is None else caps_interval
-    bound = JITTER * interval
+    bound = round(JITTER * interval, 3)
     try:
         rep = json.loads(proc.stdout)
     except ValueError:
