@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import trio
 from libp2p.peer.id import ID
 
 from p2pnode.caps.model import CapabilityAd
@@ -15,6 +16,7 @@ from p2pnode.caps.table import validate_ad
 from p2pnode.identity import Identity
 from p2pnode.net.caps_sync import caps_sync_protocol_id
 from p2pnode.node import Node
+from p2pnode.services.caps import FWD_RATE_PER_S
 from p2pnode.wire import cbor
 from p2pnode.wire.framing import encode_frame
 from tests.adversarial.attacker import attacker_against, read_all
@@ -78,7 +80,10 @@ async def test_hostile_held_ads_answers_are_refused_and_counted(tmp_path: Path) 
                        {"outcome": "malformed"}) <= 1 + SYNC_MAX_ADS
         assert mallory.peer_id not in caps.table
 
-        # A relayed ad of another signer is the one thing an answer is for (SYNC-5).
+        # A relayed ad of another signer is the one thing an answer is for (SYNC-5). The
+        # 200 checked above emptied the attacker's forwarder bucket (RL-3): wait for a
+        # token, or the ad is dropped as rate_limited (as it was whenever this ran fast).
+        await trio.sleep(2 / FWD_RATE_PER_S)
         answer[:] = [encode_frame(_ad(mallory, victim).encode(mallory))]
         assert await pull() == 1
         assert mallory.peer_id in caps.table
