@@ -104,6 +104,13 @@ def patch_libp2p(net: str) -> None:
     # (the swarm's handler treats our exception as the end of the connection).
     swarm.Swarm.upgrade_inbound_raw_conn = _ending_with_the_connection(  # type: ignore[method-assign]
         swarm.Swarm.upgrade_inbound_raw_conn)
+    # Yamux sent a WINDOW_UPDATE frame after every read of a stream (its "release on
+    # read" default): one more encrypted write for each message read, a good part of an
+    # idle node's writes. Credit is now returned once half the window has been read
+    # (go-yamux's rule, py-libp2p's other path).
+    import libp2p.stream_muxer.yamux.yamux as yamux_mod
+
+    yamux_mod._yamux_release_on_read = lambda: False  # type: ignore[attr-defined]
     # KadDHT ignores protocol_prefix on the wire and always speaks /ipfs/kad/1.0.0, which
     # would merge our DHT with IPFS's. The id is imported by name into each module.
     pid = TProtocol(kad_protocol_id(net))
