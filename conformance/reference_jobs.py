@@ -21,6 +21,7 @@ from p2pnode.blobs.protocol import (
     TransferComplete,
     answer,
 )
+from p2pnode.dhtpolicy import ProviderLookup
 from p2pnode.identity import peer_id_str
 from p2pnode.jobs import discovery, tensors
 from p2pnode.jobs.executors import get_executor
@@ -106,6 +107,28 @@ def dht_record(f: Files, p: Params) -> Outcome:
 def discovery_keys(f: Files, p: Params) -> Outcome:
     return Outcome("valid", outputs={"keys.json": discovery.lookup_keys(
         p["net"], list(p["kinds"]), tuple(p["classes"]), p["now_ms"])})
+
+
+def provider_lookup(f: Files, p: Params) -> Outcome:
+    t = int(p["target"], 16)
+    answers = p["answers"]
+    kw = {k: p[k] for k in ("count", "alpha", "beta", "max_queries") if k in p}
+    lookup: ProviderLookup[str] = ProviderLookup(p["start"], lambda peer: int(peer, 16) ^ t,
+                                                 **kw)
+    batches = []
+    while not lookup.done:
+        batch = lookup.next_batch()
+        if not batch:
+            break
+        batches.append(batch)
+        for peer in batch:  # answers are applied in the batch's order
+            a = answers.get(peer)
+            if a is not None and (a["providers"] or a["closer"]):
+                lookup.on_answer(peer, a["providers"], a["closer"])
+            else:
+                lookup.on_failure(peer)
+    return Outcome("valid", outputs={"batches.json": batches,
+                                     "providers.json": list(lookup.providers)})
 
 
 # -- the requester's machine (spec 04 §4) ------------------------------------------------------
@@ -312,6 +335,7 @@ HANDLERS: dict[str, Callable[[Files, Params], Outcome]] = {
     "jobs/message": job_message,
     "jobs/dht_record": dht_record,
     "jobs/discovery_keys": discovery_keys,
+    "jobs/provider_lookup": provider_lookup,
     "jobs/requester": requester,
     "jobs/worker": worker,
     "jobs/verify": verify,

@@ -9,6 +9,8 @@ yields ``message.json``.
 (DHT-1 to DHT-6); yields ``job.json``.
 ``discovery_keys``: the provider keys a worker looks up (DHT-8 to DHT-10); yields
 ``keys.json``.
+``provider_lookup``: run a provider lookup (KAD-10) over the answers given for each peer;
+yields ``batches.json`` and ``providers.json``.
 ``requester``: replay ``events.json`` against the job of ``spec.cbor`` (LEASE-*); yields
 ``decisions.json`` and ``job.json``.
 ``worker``: should a worker with ``profile``, holding ``active``, claim ``spec.cbor`` at
@@ -527,6 +529,58 @@ def discovery_keys() -> Iterator[Case]:
                "at the last millisecond of the bucket before", ("DHT-8", "DHT-10"))
 
 
+def _kid(i: int) -> str:
+    """A peer's 32-byte Kademlia id, hex, at XOR distance ``i`` from the all-zero target."""
+    return i.to_bytes(32, "big").hex()
+
+
+ZERO = _kid(0)
+
+
+def _lookup(start: list[int], answers: dict[int, tuple[list[str], list[int]]],
+            **params: int) -> Inputs:
+    return Inputs({}, {"target": ZERO, "start": [_kid(i) for i in start],
+                       "answers": {_kid(p): {"providers": prov, "closer": [_kid(c) for c in cl]}
+                                   for p, (prov, cl) in answers.items()}, **params})
+
+
+def provider_lookup() -> Iterator[Case]:
+    everyone = list(range(1, 11))
+    yield Case("nobody_provides",
+               _lookup(everyone[::-1], {p: ([], everyone) for p in everyone}),
+               valid({"batches.json": [[_kid(1), _kid(2), _kid(3)]], "providers.json": []}),
+               "ten peers that each name all the others, a key nobody provides: the three "
+               "closest are asked, once, and the lookup ends", ("KAD-10",))
+    yield Case("walks_to_closer_peers",
+               _lookup([64, 63, 62], {64: ([], [32]), 63: ([], [31]), 62: ([], [30]),
+                                      32: ([], [4]), 31: ([], []), 30: ([], []),
+                                      4: (["QmProvider"], [])}),
+               valid({"batches.json": [[_kid(62), _kid(63), _kid(64)],
+                                       [_kid(30), _kid(31), _kid(32)], [_kid(4)]],
+                      "providers.json": ["QmProvider"]}),
+               "only far peers known at first: each round asks the closest not yet asked "
+               "among the three closest, and ends when those three have answered "
+               "(31 and 30 name nobody: an empty answer is a failure, so 4 and the next "
+               "live ones stay the closest)", ("KAD-10",))
+    yield Case("failures_are_not_among_the_closest",
+               _lookup([1, 2, 3, 4, 5, 6], {p: ([], [4, 5, 6]) for p in (4, 5, 6)}),
+               valid({"batches.json": [[_kid(1), _kid(2), _kid(3)],
+                                       [_kid(4), _kid(5), _kid(6)]], "providers.json": []}),
+               "the three closest fail (no answer): the next three must answer before the "
+               "lookup ends", ("KAD-10",))
+    yield Case("ends_at_count",
+               _lookup(everyone, {p: ([f"P{p}"], everyone) for p in everyone}, count=2,
+                       alpha=1),
+               valid({"batches.json": [[_kid(1)], [_kid(2)]], "providers.json": ["P1", "P2"]}),
+               "with count 2 and one query in flight, two answers end it", ("KAD-10",))
+    yield Case("ends_at_max_queries",
+               _lookup(list(range(1, 40)), {}, max_queries=7),
+               valid({"batches.json": [[_kid(1), _kid(2), _kid(3)],
+                                       [_kid(4), _kid(5), _kid(6)], [_kid(7)]],
+                      "providers.json": []}),
+               "every peer fails: the lookup gives up after max_queries peers", ("KAD-10",))
+
+
 # -- the requester's machine ------------------------------------------------------------------
 
 T0 = NOW_MS
@@ -980,6 +1034,7 @@ def execute() -> Iterator[Case]:
 
 HANDLERS: dict[str, Callable[[], Iterator[Case]]] = {
     "spec": spec, "message": message, "dht_record": dht_record,
-    "discovery_keys": discovery_keys, "requester": requester, "worker": worker,
+    "discovery_keys": discovery_keys, "provider_lookup": provider_lookup,
+    "requester": requester, "worker": worker,
     "verify": verify, "execute": execute,
 }

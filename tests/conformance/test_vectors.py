@@ -67,7 +67,8 @@ def test_reference_passes_every_vector(vectors: list[runner.Vector]) -> None:
         "identity/peer_id_decode", "envelope/open", "envelope/seal", "caps/validate",
         "caps/table", "caps/rate_limit", "caps/sync",
         "jobs/spec", "jobs/message", "jobs/dht_record",
-        "jobs/discovery_keys", "jobs/requester", "jobs/worker", "jobs/verify", "jobs/execute",
+        "jobs/discovery_keys", "jobs/provider_lookup", "jobs/requester", "jobs/worker",
+        "jobs/verify", "jobs/execute",
         "jobs/market", "jobs/work", "jobs/fetch", "jobs/dispatch",
         "tensors/matrix", "tensors/random_matrix", "blob/cid", "blob/request", "blob/receive"}
 

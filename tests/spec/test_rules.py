@@ -27,8 +27,7 @@ NOT_BY_VECTORS_04 = {"JOB-5", "XCH-1", "XCH-12", "EXE-9"}
 NOT_BY_VECTORS = {"ID-5", "ID-6", "ENV-12", "TBL-5", "TBL-6", "RL-2", "RL-3"} | {
     f"PUB-{i}" for i in range(1, 9)} | {
     f"NET-{i}" for i in range(1, 13)} | {"BLOB-4", "BLOB-6", "BLOB-15"} | {
-    f"KAD-{i}" for i in range(1, 11)} | NOT_BY_VECTORS_04 | {  # KAD-10: whom a node asks,
-    # tests/test_dhtpolicy.py and tests/integration/test_provider_lookup.py
+    f"KAD-{i}" for i in range(1, 10)} | NOT_BY_VECTORS_04 | {
     f"ADDR-{i}" for i in range(1, 8)} | {  # what a node dials: tests/test_addrpolicy.py
     f"PEER-{i}" for i in range(1, 10)} | {  # scores, bans, connections: tests/adversarial
     "SYNC-1", "SYNC-2", "SYNC-3", "SYNC-6", "SYNC-7"}  # whom a node asks, what it sends
