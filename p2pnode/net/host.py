@@ -40,7 +40,7 @@ from p2pnode.net.peerrecords import (
     pubsub_expected,
     pubsub_field,
 )
-from p2pnode.net.scoring import Scorer, gate_gossip
+from p2pnode.net.scoring import Scorer, flood_own_messages, gate_gossip
 from p2pnode.peers import HARD_LIMIT_HEADROOM, BanList, ConnLimits
 from p2pnode.wire.envelope import SignatureCache
 
@@ -307,6 +307,7 @@ async def run_stack(
     scorer = Scorer()
     gossipsub.scorer = scorer
     gate_gossip(gossipsub, scorer)
+    flood_own_messages(gossipsub, scorer)
     pubsub = Pubsub(host, gossipsub, strict_signing=True)
     dht = KadDHT(host, DHTMode.SERVER, enable_random_walk=False)
     # (an empty BanList is falsy: "bans or BanList()" would drop the configured one)

@@ -103,3 +103,23 @@ def gate_gossip(router: GossipSub, scorer: Scorer) -> None:
                 await handle(msg, sender)
 
         setattr(router, name, gated)
+
+
+def flood_own_messages(router: GossipSub, scorer: Scorer) -> None:
+    """GossipSub v1.1 flood publishing (go-libp2p's default; py-libp2p lacks it): a message
+    the node publishes itself goes to every peer on the topic that the publish gate admits,
+    not only to its mesh, so it reaches its neighbours in one hop. Relayed messages still
+    go to the mesh."""
+    pick = router._get_peers_to_send
+
+    def peers_to_send(topic_ids: Any, msg_forwarder: ID, origin: ID,
+                      msg_id: bytes | None = None) -> set[ID]:
+        chosen = set(pick(topic_ids, msg_forwarder, origin, msg_id))
+        ps = router.pubsub
+        if ps is not None and origin == msg_forwarder == ps.my_id:
+            for topic in topic_ids:
+                chosen.update(p for p in ps.peer_topics.get(topic, ())
+                              if p != ps.my_id and scorer.allow_publish(p, [topic]))
+        return chosen
+
+    router._get_peers_to_send = peers_to_send  # type: ignore[method-assign]

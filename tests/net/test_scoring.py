@@ -84,3 +84,28 @@ async def test_gossip_from_a_peer_below_the_gossip_threshold_is_ignored() -> Non
         await router.handle_ihave(None, sender)
         await router.handle_iwant(None, sender)
     assert router.seen == [("ihave", good), ("iwant", good)]
+
+
+def test_own_messages_flood_to_every_admitted_topic_peer() -> None:
+    from types import SimpleNamespace
+
+    from p2pnode.net.scoring import flood_own_messages
+
+    me, a, b, c, d = (ID(bytes([i]) * 34) for i in range(5))
+    mesh = {a}
+
+    class Router:
+        pubsub = SimpleNamespace(my_id=me, peer_topics={"t": {me, a, b, c}, "u": {d}})
+
+        def _get_peers_to_send(self, topic_ids: Any, msg_forwarder: Any, origin: Any,
+                               msg_id: Any = None) -> Any:
+            return iter(mesh - {msg_forwarder, origin})
+
+    class Gate:
+        def allow_publish(self, peer: Any, topics: list[str]) -> bool:
+            return peer != c  # c is below the publish gate
+
+    router: Any = Router()
+    flood_own_messages(router, Gate())  # type: ignore[arg-type]
+    assert router._get_peers_to_send(["t"], me, me) == {a, b}  # ours: every admitted peer
+    assert router._get_peers_to_send(["t"], b, d) == {a}  # relayed: the mesh only
