@@ -387,6 +387,9 @@ def _canonical(value: list[Any] | tuple[Any, ...] | dict[Any, Any], depth: int) 
     if depth >= MAX_DEPTH and value:
         return REFUSED
     depth += 1
+    # The item check is written out in both loops on purpose: folding them into one loop
+    # over the values (and zipping the keys back) made encoding a capability ad 35 %
+    # slower (14 to 19.5 us), the whole margin of bench_wire's encode target.
     if type(value) is dict:
         order = _key_order(list(value))
         if order is None:
