@@ -136,14 +136,14 @@ def prepare_nodes(opts: TestnetOptions, root: Path) -> list[NodeProc]:
     return [_prepare(opts, root, i, p) for i, p in enumerate(plan_ports(opts.n, opts.base_port))]
 
 
-def _start(node: NodeProc, bootstrap: str | Sequence[str] | None,
+def _start(node: NodeProc, bootstrap: Sequence[str] | None,
            lifeline: int | None = None) -> None:
     """Start one node; it stops when ``lifeline``'s write end closes (the launcher died),
     and on Linux when this process dies."""
     cmd = [sys.executable, "-m", "p2pnode", "run", "--home", str(node.home)]
     if lifeline is not None:
         cmd += ["--exit-with-fd", str(lifeline)]
-    for addr in [bootstrap] if isinstance(bootstrap, str) else bootstrap or ():
+    for addr in bootstrap or ():
         cmd += ["--bootstrap", addr]
     node.spawned_at = time.monotonic()
     node.start_s = None

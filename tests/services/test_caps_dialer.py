@@ -152,3 +152,54 @@ async def test_a_devnet_node_dials_private_addresses_but_never_multicast(
     # The first address of an ad that the policy allows: the 10.0.i.1 one.
     assert all(a.startswith("/ip4/10.0.") for a in gossip.dialled)
     assert len(gossip.dialled) <= DIAL_BURST + DIAL_RATE_PER_S * RUN_S
+
+
+class MeshGossip(FakeGossip):
+    """Records publications; the test sets how many mesh peers and topic peers there are."""
+
+    def __init__(self, peer_id: str) -> None:
+        super().__init__(peer_id)
+        self.mesh = 0
+        self.topic = {"peer-a": 1}
+        self.published = 0
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        self.published += 1
+
+    def mesh_peers(self, topic: str) -> int:
+        return self.mesh
+
+    def topic_peers(self, topic: str) -> dict[str, int]:
+        return dict(self.topic)
+
+
+async def test_pub3_republishes_only_an_ad_that_reached_no_mesh_peer(
+        store: NodeStore, autojump_clock: trio.testing.MockClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async def inline(fn: Callable[[], object]) -> object:
+        return fn()
+
+    # An ad is made in a worker thread (its seq is an fsync'd write); run it inline so
+    # that virtual time does not run on while the thread works.
+    monkeypatch.setattr(trio.to_thread, "run_sync", inline)
+    me = Identity.generate()
+    gossip = MeshGossip(me.peer_id)
+    caps = CapsService(
+        config=Config(network="testnet", caps_interval_s=600.0, caps_ttl_s=1800),
+        identity=me, store=store, metrics=Metrics(), table=CapTable(),
+        clock=lambda: NOW_MS / 1000 + trio.current_time(),
+        hardware=Hardware(cores=1, threads=1, arch="x86_64", mem=1 << 30, gpus=()),
+        gossip=gossip, topic="/p2pnode/testnet/caps/1", rng=random.Random(7))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(caps._publish_loop)
+        nursery.start_soon(caps._housekeeping_loop)
+        await trio.sleep(5)
+        assert gossip.published == 1  # PUB-1, into an empty mesh; nothing since
+        gossip.mesh = 2
+        await trio.sleep(5)
+        assert gossip.published == 2  # PUB-3: the mesh has a peer now
+        for i in range(5):  # peers join and rejoin: the held-ads exchange serves them
+            gossip.topic = {**gossip.topic, f"peer-{i}": i + 2, "peer-a": 100 + i}
+            await trio.sleep(3)
+        assert gossip.published == 2
+        nursery.cancel_scope.cancel()
