@@ -9,6 +9,12 @@ the same bytes again cost one dictionary look-up. A record is consumed again aft
 ``REFRESH_S`` so the peerstore's address TTL (2 h in py-libp2p) keeps being renewed, and
 the memo holds at most ``MAX_RECORDS`` entries per peerstore. Only acceptances are
 remembered: bytes that failed are checked again every time, exactly as without the memo.
+
+``OwnRecordMemo`` is the sending side: py-libp2p builds the record it attaches from
+``host.get_addrs()`` for every RPC it sends (each listener's socket address parsed into a
+multiaddr, the set compared with the cached record's, the envelope marshalled again),
+0.4 ms an RPC, the largest single cost of relaying a message. The bytes are now reused for
+``OWN_REUSE_S``: a host whose addresses change sends its new record at most that much later.
 """
 
 from __future__ import annotations
@@ -21,8 +27,36 @@ from typing import Any
 
 REFRESH_S = 600.0
 MAX_RECORDS = 4096
+OWN_REUSE_S = 5.0
 
 Consume = Callable[..., bool]
+OwnRecord = Callable[[Any], tuple[bytes, bool]]
+
+
+class OwnRecordMemo:
+    def __init__(self, *, reuse_s: float = OWN_REUSE_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.reuse_s = reuse_s
+        self.clock = clock
+        self._by_host: weakref.WeakKeyDictionary[Any, tuple[float, bytes]]
+        self._by_host = weakref.WeakKeyDictionary()
+        self.built = 0
+
+    def wrap(self, build: OwnRecord) -> OwnRecord:
+        """``env_to_send_in_RPC(host)``: (envelope bytes, whether a new record was
+        issued), built at most once per ``reuse_s`` per host."""
+
+        def memoised(host: Any) -> tuple[bytes, bool]:
+            now = self.clock()
+            held = self._by_host.get(host)
+            if held is not None and now - held[0] < self.reuse_s:
+                return held[1], False
+            self.built += 1
+            envelope, issued = build(host)
+            self._by_host[host] = (now, envelope)
+            return envelope, issued
+
+        return memoised
 
 
 class RecordMemo:

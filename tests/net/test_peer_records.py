@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from p2pnode.net.peerrecords import (
+    OwnRecordMemo,
     RecordMemo,
     kad_expected,
     kad_field,
@@ -160,3 +161,39 @@ def test_installed_in_libp2p() -> None:
     host.patch_libp2p(host._patched_net or "testnet")  # process-wide: whichever is patched
     assert pubsub_mod.maybe_consume_signed_record is not pubsub_utils.maybe_consume_signed_record
     assert providers.maybe_consume_signed_record.__name__ == "memoised"
+
+
+def test_own_record_built_once_per_host_and_reuse_window() -> None:
+    built: list[Any] = []
+
+    def build(host: Any) -> tuple[bytes, bool]:
+        built.append(host)
+        return b"env-%d" % len(built), True
+
+    class Node:  # hashable by identity, as py-libp2p's hosts are
+        pass
+
+    clock = Clock()
+    f = OwnRecordMemo(clock=clock, reuse_s=5).wrap(build)
+    a, b = Node(), Node()
+    assert f(a) == (b"env-1", True)
+    assert f(a) == (b"env-1", False)  # reused: no record issued
+    assert f(b) == (b"env-2", True)  # another host has its own
+    clock.t = 4.9
+    assert f(a) == (b"env-1", False)
+    clock.t = 5.0
+    assert f(a) == (b"env-3", True)  # built again: new addresses would show now
+    assert built == [a, b, a]
+
+
+def test_own_record_installed_wherever_libp2p_sends_one() -> None:
+    import libp2p.identity.identify.identify as identify_mod
+    import libp2p.kad_dht.kad_dht as kad_main
+    import libp2p.pubsub.gossipsub as gossipsub_mod
+    import libp2p.pubsub.pubsub as pubsub_mod
+
+    from p2pnode.net import host
+
+    host.patch_libp2p(host._patched_net or "testnet")
+    for mod in (pubsub_mod, gossipsub_mod, identify_mod, kad_main):
+        assert mod.env_to_send_in_RPC.__name__ == "memoised", mod.__name__
