@@ -194,21 +194,14 @@ class CapsService:
         if not self.table.admits(validated.peer_id, self._connected):  # TBL-6
             self._count_reject(Reason.RATE_LIMITED)
             return Ignore(Reason.RATE_LIMITED)
+        # Stored now, before py-libp2p relays it (spec 02 §3): the table does not wait on
+        # the relaying, nor on our subscription's queue, and the ad is validated once.
+        self._store(validated)
         return ACCEPT
 
     def _count_reject(self, reason: Reason) -> None:
         self.metrics.ads_rejected.labels(reason=reason.value).inc()
         self.metrics.reject("caps", reason)
-
-    def deliver(self, source: bytes | None, data: bytes) -> None:
-        """A message that passed the validator arrives on our subscription."""
-        # The validator ran on this exact message; re-running it keeps the table's
-        # latest-seq-wins rule in one place (a later ad may have landed in between).
-        _, validated = validate_ad(data, net=self.config.network, now_ms=self.now_ms(),
-                                   source=source, held_seq=self.table.held_seq,
-                                   verified=self.verified)
-        if validated is not None:
-            self._store(validated)
 
     def _store(self, validated: ValidatedAd) -> None:
         if self.table.update(validated.peer_id, validated.ad, self.now_ms(), self._connected,
@@ -314,9 +307,10 @@ class CapsService:
             task_status.started()
 
     async def _read(self, sub: Any) -> None:
+        """Drains our subscription (the validator stored each ad already) and saves the
+        addresses of peers that moved, off the event loop."""
         while True:
-            source, data = await sub.get()
-            self.deliver(source, data)
+            await sub.get()
             while self._to_save:
                 await trio.to_thread.run_sync(self.store.save_peer, *self._to_save.pop(0))
 

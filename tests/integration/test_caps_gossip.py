@@ -18,12 +18,12 @@ async def test_three_nodes_learn_each_others_capabilities(tmp_path: Path) -> Non
             assert other["cpu"] == {"cores": 2, "threads": 4, "arch": "x86_64"}
             assert other["kinds"] == ["matmul", "wasm"]
             assert n.metrics.snapshot()["ads_rejected"] == {}
-            # Each ad is checked by the topic validator and again on delivery, and the
-            # bootstrap ad may also come back by DHT or redial: one verification per ad
-            # (ENV-12), whatever the number of copies.
-            accepted = n.metrics.snapshot()["ads_accepted"]
-            assert n.signatures.hits >= accepted
-            assert n.signatures.verifications <= accepted + 2
+            # An ad comes by gossip and again in the held-ads exchange (and the bootstrap's
+            # by DHT or redial): one verification per distinct ad (ENV-12), stored or
+            # ignored as stale, whatever the number of copies.
+            snap = n.metrics.snapshot()
+            distinct = snap["ads_accepted"] + sum(snap["ads_ignored"].values())
+            assert 0 < n.signatures.verifications <= distinct
 
 
 async def test_a_restarted_node_redials_the_peers_it_knew(tmp_path: Path) -> None:
