@@ -1,0 +1,1 @@
+"""Verifiable compute: checks far cheaper than recomputing (issue: proofs chapter)."""
