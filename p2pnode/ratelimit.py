@@ -39,6 +39,14 @@ class PeerRateLimiter:
             return True
         return False
 
+    def available(self, key: str, now: float) -> float:
+        """The events ``key`` could have at ``now``, without spending any (a key never
+        seen has the whole burst)."""
+        b = self._buckets.get(key)
+        if b is None:
+            return float(self.burst)
+        return min(float(self.burst), b.tokens + (now - b.last) * self.rate)
+
 
 @dataclass(frozen=True, slots=True)
 class StreamLimits:

@@ -42,3 +42,17 @@ def test_time_comes_from_the_caller() -> None:
     assert gate.admit("a", 1000.0)
     assert not gate.admit("a", 1000.9)
     assert gate.admit("a", 1001.0)
+
+
+def test_available_reads_the_bucket_without_spending_it() -> None:
+    from p2pnode.ratelimit import PeerRateLimiter
+
+    lim = PeerRateLimiter(rate=10.0, burst=5)
+    assert lim.available("a", 0.0) == 5.0  # never seen: the whole burst
+    for _ in range(5):
+        assert lim.allow("a", 0.0)
+    assert lim.available("a", 0.0) == 0.0 and not lim.allow("a", 0.0)
+    assert lim.available("a", 0.2) == 2.0
+    assert lim.available("a", 0.2) == 2.0  # reading spends nothing
+    assert lim.available("a", 100.0) == 5.0  # capped at the burst
+    assert lim.allow("a", 0.2) and lim.available("a", 0.2) == 1.0

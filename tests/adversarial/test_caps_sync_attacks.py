@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import trio
 from libp2p.peer.id import ID
 
 from p2pnode.caps.model import CapabilityAd
@@ -20,7 +19,7 @@ from p2pnode.services.caps import FWD_BURST, FWD_RATE_PER_S
 from p2pnode.wire import cbor
 from p2pnode.wire.framing import encode_frame
 from tests.adversarial.attacker import attacker_against, read_all
-from tests.integration.helpers import running_nodes
+from tests.integration.helpers import running_nodes, wait_for
 
 NET = "testnet"
 
@@ -85,7 +84,8 @@ async def test_hostile_held_ads_answers_are_refused_and_counted(tmp_path: Path) 
         # is full again, or the ad is dropped as rate_limited. The victim also asks the
         # attacker on its own (SYNC-1) and may take the ad that way first; then this pull
         # finds it held already. Either way it is accepted exactly once.
-        await trio.sleep(FWD_BURST / FWD_RATE_PER_S)
+        await wait_for(lambda: caps.fwd_limiter.available(evil.peer_id, caps.clock())
+                       >= FWD_BURST, timeout=3 * FWD_BURST / FWD_RATE_PER_S)
         answer[:] = [encode_frame(_ad(mallory, victim).encode(mallory))]
         assert await pull() in (0, 1)
         assert _sample(victim, "p2pnode_caps_sync_ads_total", {"outcome": "valid"}) == 1
