@@ -78,8 +78,9 @@ def random_matrix(seed: bytes, rows: int, cols: int, bits: int) -> npt.NDArray[n
 BLOCK_ROWS = 512
 
 
-def _times(x: npt.NDArray[np.int8] | npt.NDArray[np.int64], r: npt.NDArray[np.float64],
-           bound: int | None = None) -> npt.NDArray[np.float64] | None:
+def _times_within(x: npt.NDArray[np.int8] | npt.NDArray[np.int64],
+                  r: npt.NDArray[np.float64],
+                  bound: int | None) -> npt.NDArray[np.float64] | None:
     """``x @ r`` in float64, converting ``x`` a block of rows at a time; None when ``bound``
     is given and an entry of ``x`` exceeds it in magnitude (checked on the block in cache).
     One matrix-vector product per column of ``r``: OpenBLAS's gemv is about three times as
@@ -96,6 +97,13 @@ def _times(x: npt.NDArray[np.int8] | npt.NDArray[np.int64], r: npt.NDArray[np.fl
         for j in range(cols.shape[0]):
             np.dot(view, cols[j], out=out[j, i:i + part.shape[0]])
     return out.T
+
+
+def _times(x: npt.NDArray[np.int8] | npt.NDArray[np.int64],
+           r: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    out = _times_within(x, r, None)
+    assert out is not None
+    return out
 
 
 @dataclass(frozen=True)
@@ -125,12 +133,10 @@ def check(a: npt.NDArray[np.int8], b: npt.NDArray[np.int8], c: npt.NDArray[np.in
     r = random_matrix(seed, m, rounds, bits)
     # The bound is checked on c's float64 blocks: int64 entries beyond 2^53 may round, but
     # only to values still beyond the bound, which is far below 2^53.
-    right = _times(c, r, entry_bound(k))
+    right = _times_within(c, r, entry_bound(k))
     if right is None:
         return Check(False, "entry_bound", bits, rounds)
-    x = _times(b, r)
-    assert x is not None
-    if not np.array_equal(_times(a, x), right):
+    if not np.array_equal(_times(a, _times(b, r)), right):
         return Check(False, "mismatch", bits, rounds)
     return Check(True, "", bits, rounds)
 
@@ -145,10 +151,8 @@ def wrong_rows(a: npt.NDArray[np.int8], b: npt.NDArray[np.int8], c: npt.NDArray[
     bits = bits_for(max(k, 1), max(m, 1))
     r = random_matrix(seed, m, rounds_for(bits, soundness_bits), bits)
     bound = entry_bound(k)
-    over = np.flatnonzero((c > bound).any(axis=1) | (c < -bound).any(axis=1))
+    over = np.flatnonzero(np.any(c > bound, axis=1) | np.any(c < -bound, axis=1))
     if over.size:
         return [int(i) for i in over]
-    x, right = _times(b, r), _times(c, r)
-    assert x is not None and right is not None
-    diff = (_times(a, x) != right).any(axis=1)
+    diff = np.any(_times(a, _times(b, r)) != _times(c, r), axis=1)
     return [int(i) for i in np.flatnonzero(diff)]
