@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from conformance import files, reference_jobs, reference_market
+from conformance import files, reference_jobs, reference_market, reference_proofs
 from conformance.jsonform import from_json, to_json
 from conformance.model import Outcome
 from p2pnode.caps.sync import AnswerReader
@@ -198,6 +198,7 @@ HANDLERS: dict[str, Handler] = {
     "caps/sync": caps_sync,
     **reference_jobs.HANDLERS,
     **reference_market.HANDLERS,
+    **reference_proofs.HANDLERS,
 }
 
 

@@ -51,6 +51,7 @@ class Config:
     jobs_wasm_memory_bytes: int = 256 << 20
     jobs_matmul_max_n: int = 2048
     jobs_retention_s: int = 86_400
+    jobs_cheat: tuple[str, ...] = ()
     blobs_quota_bytes: int = 4 << 30
     blobs_retention_s: int = 86_400
     api_listen: str = "127.0.0.1:0"
@@ -69,6 +70,9 @@ class Config:
 
 
 # (toml section, toml key) -> Config field
+# The ways a testnet's cheating worker can cheat (p2pnode.proofs.cheat).
+CHEAT_MODES = ("row", "entry", "commit", "zero")
+
 _KEYS: dict[tuple[str, str], str] = {
     ("node", "network"): "network",
     ("node", "listen"): "listen",
@@ -93,6 +97,7 @@ _KEYS: dict[tuple[str, str], str] = {
     ("jobs", "wasm_memory_bytes"): "jobs_wasm_memory_bytes",
     ("jobs", "matmul_max_n"): "jobs_matmul_max_n",
     ("jobs", "retention_s"): "jobs_retention_s",
+    ("jobs", "cheat"): "jobs_cheat",
     ("blobs", "quota_bytes"): "blobs_quota_bytes",
     ("blobs", "retention_s"): "blobs_retention_s",
     ("api", "listen"): "api_listen",
@@ -177,6 +182,9 @@ matmul_max_n = {t(v["jobs_matmul_max_n"])}
 # Seconds a finished job stays in memory and in state.db (then only its blobs' retention
 # and the ledger remember it). Open jobs are never forgotten.
 retention_s = {t(v["jobs_retention_s"])}
+# Testing only: return wrong matmul results, these modes in rotation ("row", "entry",
+# "commit", "zero"), to watch verification catch them. Empty for every real node.
+cheat = {t(v["jobs_cheat"])}
 
 [blobs]
 # The blob store (inputs and outputs of jobs) holds at most quota_bytes. Blobs an open job
@@ -266,6 +274,8 @@ def load_config(path: Path) -> Config:
                           "must be at least 1")
     if cfg.peers_ban_s < 0:
         raise ConfigError(f"{path}: [peers] ban_s must not be negative")
+    if set(cfg.jobs_cheat) - set(CHEAT_MODES):
+        raise ConfigError(f"{path}: [jobs] cheat takes {', '.join(CHEAT_MODES)}")
     if cfg.blobs_quota_bytes < cfg.jobs_max_blob_bytes:
         raise ConfigError(f"{path}: [blobs] quota_bytes must be at least [jobs] max_blob_bytes")
     return cfg

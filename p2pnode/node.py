@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from p2pnode.net.host import NetStack
     from p2pnode.net.kad import KadMetrics, KadSettings
     from p2pnode.services.caps import CapsService
+    from p2pnode.services.fraud import FraudService
     from p2pnode.services.jobs import JobsService
 
 log = logging.getLogger("p2pnode.node")
@@ -65,6 +66,7 @@ class Node:
         self.started_at = clock()
         self.caps: CapsService | None = None  # once running
         self.market: JobsService | None = None  # once running
+        self.fraud: FraudService | None = None  # once running
         self.blobs: BlobStore | None = None
         # One record of checked signatures for every channel (spec 01 ENV-12).
         self.signatures = SignatureCache()
@@ -153,6 +155,8 @@ class Node:
                     self.market = self._build_market(st)
                     st.guard.add_protected(self._lease_peers)
                     await nursery.start(self.market.run)
+                    self.fraud = self._build_fraud(st, self.market)
+                    await nursery.start(self.fraud.run)
                     self.api_addr = await nursery.start(serve_admin_api, self)
                     if self.config.metrics_listen:
                         self.metrics_addr = await nursery.start(
@@ -194,6 +198,28 @@ class Node:
                lambda r: self.metrics.reject("job", r), settings, self.signatures)
         guard_service_protocols(dht.host, self.kad_metrics, settings.service_streams,
                                 settings.service_idle_s)
+
+    def _build_fraud(self, st: NetStack, market: JobsService) -> FraudService:
+        """The fraud topic (spec 06 §3): proofs validated here bar cheaters from our leases,
+        and the proofs our requester makes are published there."""
+        from p2pnode.net.gossip import Libp2pGossip
+        from p2pnode.net.host import fraud_topic
+        from p2pnode.proofs.bars import BAR_MS
+        from p2pnode.services.fraud import FraudService
+
+        req = market.requester
+        fraud = FraudService(net=self.config.network, gossip=Libp2pGossip(st),
+                             topic=fraud_topic(self.config.network),
+                             count=market.metrics.count,
+                             reject=lambda r: self.metrics.reject("fraud", r),
+                             wall_ms=req.clock.wall_ms, clock=self.clock, on_fraud=req.bar,
+                             verified=self.signatures)
+
+        async def report(data: bytes, cheater: bytes, job: bytes, result_ts: int) -> None:
+            await fraud.publish(data, cheater, job, result_ts + BAR_MS)
+
+        req.report_fraud = report
+        return fraud
 
     def _build_market(self, st: NetStack) -> JobsService:
         """Wire the job market: its machines behind typed ports (spec 04)."""
@@ -277,7 +303,7 @@ class Node:
             transport=transport, clock=clock, rng=rng, store=self.store, blobs=blobs,
             settings=WorkerSettings(net=net, device=cfg.jobs_device,
                                     discovery_interval_s=cfg.jobs_discovery_interval_s,
-                                    limits=limits),
+                                    limits=limits, cheat=cfg.jobs_cheat),
             count=metrics.count, on_reject=reject, verified=self.signatures)
         return JobsService(net=net, transport=transport, requester=requester, worker=worker,
                            metrics=metrics, on_reject=reject, verified=self.signatures,

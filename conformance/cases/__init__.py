@@ -17,6 +17,7 @@ from conformance.cases import (
     identity,
     jobs,
     market,
+    proofs,
     tensors,
 )
 from conformance.model import Case
@@ -29,6 +30,7 @@ AREAS: dict[str, Mapping[str, Callable[[], Iterator[Case]]]] = {
     "jobs": {**jobs.HANDLERS, **market.HANDLERS},
     "tensors": tensors.HANDLERS,
     "blob": blob.HANDLERS,
+    "proofs": proofs.HANDLERS,
 }
 
 

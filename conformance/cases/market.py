@@ -93,6 +93,14 @@ def market() -> Iterator[Case]:
         "rejections of checked outputs from distinct workers fail the job only once three "
         "agree on one output (two workers returned OUT2 and OUT1 first)",
         ("LEASE-8", "VER-3"))
+    yield _market("proven_wrong_results_never_give_up", [
+        claim(T0, W1), result(T0 + 1, 1), checked(T0 + 2, 1, False, "wrong_result"),
+        claim(T0 + 3, W2), result(T0 + 4, 2, W2), checked(T0 + 5, 2, False, "bad_proof"),
+        claim(T0 + 6, W3), result(T0 + 7, 3, W3), checked(T0 + 8, 3, False, "wrong_result"),
+        claim(T0 + 9, W4)],
+        "three distinct workers return one output that the proofs show is not the job's "
+        "(wrong_result, bad_proof): the job is reassigned each time and a fourth worker "
+        "still gets a lease", ("LEASE-8", "PRF-5"))
     yield _market("a_silent_expiry_is_forgiven_once", [
         claim(T0), tick(T0 + 10_001), claim(T0 + 10_002), tick(T0 + 20_003),
         claim(T0 + 20_004), claim(T0 + 20_005, W2), hb(T0 + 20_006, 3, W2),

@@ -69,6 +69,9 @@ TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED})
 # the check make the job fail early: honest workers agree byte for byte (EXE-7), so their
 # common output failing says the job is broken; a cheater only excludes itself.
 MAX_REJECTED_RESULTS = 3
+# Rejections that prove the output is not the job's (spec 06 PRF-5): they say nothing about
+# the job, so they never count toward giving up (three keys of one cheater could).
+PROVEN_WRONG = frozenset({Reason.WRONG_RESULT.value, Reason.BAD_PROOF.value})
 # LEASE-10: leases a worker may lose without ever heartbeating and not be excluded.
 UNCONFIRMED_FORGIVEN = 1
 # LEASE-11: heartbeats renew a lease up to this many lease periods after it was granted.
@@ -104,13 +107,14 @@ class Lease:
     checked: bool = False  # a rejection after the output was fetched and judged
     verify_by: int = 0  # ms: the verdict is due (LEASE-12)
     compute_ms: int = 0  # as the worker reported it; informational, not verified
+    commit: bytes = b""  # the output's row root the worker signed with it (PRF-1)
 
     def to_row(self, shift: int = 0) -> dict[str, Any]:
         row = {"number": self.number, "worker": self.worker.hex(), "price": self.price,
                "state": self.state.value, "heartbeats": self.heartbeats,
                "progress": self.progress, "reason": self.reason, "checked": self.checked,
                "output": self.output.hex() if self.output else None,
-               "compute_ms": self.compute_ms}
+               "compute_ms": self.compute_ms, "commit": self.commit.hex()}
         row.update({k: getattr(self, k) + shift for k in _TIMES})
         return row
 
@@ -121,6 +125,7 @@ class Lease:
                    progress=r["progress"], reason=r["reason"], checked=bool(r["checked"]),
                    output=bytes.fromhex(r["output"]) if r["output"] else None,
                    compute_ms=int(r["compute_ms"]),
+                   commit=bytes.fromhex(r.get("commit", "")),
                    **{k: int(r[k]) + shift for k in _TIMES})
 
 
@@ -319,7 +324,7 @@ class RequesterJob:
         return Grant(lease)
 
     def on_result(self, worker: bytes, number: int, output: bytes, now: int,
-                  compute_ms: int = 0) -> Verify | Await | Decided | Refuse:
+                  compute_ms: int = 0, commit: bytes = b"") -> Verify | Await | Decided | Refuse:
         """The leaseholder returns a result (LEASE-5, LEASE-7)."""
         lease = self.leases.get(number)
         if lease is None or lease.worker != worker:
@@ -340,6 +345,7 @@ class RequesterJob:
         lease.state = LeaseState.VERIFYING
         lease.output = output
         lease.compute_ms = compute_ms
+        lease.commit = commit
         lease.verify_by = now + VERIFY_TIMEOUT_MS
         self._step(Ev.RESULT, now)
         self._log(now, "result", f"lease {number} output {output.hex()[:16]}")
@@ -382,7 +388,8 @@ class RequesterJob:
     def _broken(self) -> bool:
         agree: dict[bytes, set[bytes]] = {}
         for le in self.leases.values():
-            if le.state is LeaseState.REJECTED and le.checked and le.output is not None:
+            if le.state is LeaseState.REJECTED and le.checked and le.output is not None \
+                    and le.reason not in PROVEN_WRONG:
                 agree.setdefault(le.output, set()).add(le.worker)
         return any(len(w) >= MAX_REJECTED_RESULTS for w in agree.values())
 

@@ -22,6 +22,7 @@ from p2pnode.jobs import discovery
 from p2pnode.jobs.market import Await, Decided, Decision, Grant, Lease, Refuse, RequesterJob
 from p2pnode.jobs.matching import Capacity, unmet
 from p2pnode.jobs.model import MAX_LIST_JOBS
+from p2pnode.proofs.bars import BarList
 from p2pnode.wire.reasons import Reason
 
 # OFR-2: after a refused offer, when to offer the same job to the same worker again; after
@@ -78,6 +79,7 @@ class CheckOutput:
     output: bytes
     size: int
     by: int
+    commit: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,8 @@ class Requester:
         self._offered: dict[tuple[bytes, str], int] = {}  # (job, worker) -> next try
         self._busy_until: dict[str, int] = {}
         self._provided: dict[str, int] = {}  # discovery key -> bucket
+        # Workers a valid fraud proof bars from leases (FRD-7), in this machine's time.
+        self.bars = BarList()
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -173,7 +177,7 @@ class Requester:
     def _check(self, job: RequesterJob, lease: Lease, size: int = 0) -> CheckOutput:
         assert lease.output is not None
         return CheckOutput(job.id, lease.number, lease.worker, lease.output, size,
-                           lease.verify_by)
+                           lease.verify_by, lease.commit)
 
     def _after(self, job: RequesterJob, before: tuple[str, int], now: int) -> list[Effect]:
         out: list[Effect] = []
@@ -201,6 +205,8 @@ class Requester:
         job = self.jobs.get(job_id)
         if job is None:
             return Refuse(Reason.UNKNOWN_JOB), []
+        if self.bars.barred(worker, now):  # FRD-7
+            return Refuse(Reason.BARRED, "a fraud proof bars this worker"), []
         qualified = capacity is not None and unmet(capacity, job.spec) is None
         before = (job.state.value, len(job.history))
         d = job.on_claim(worker, price, now, qualified)
@@ -216,12 +222,13 @@ class Requester:
         return job.on_heartbeat(worker, number, progress, now)
 
     def on_result(self, job_id: bytes, worker: bytes, number: int, output: bytes, size: int,
-                  now: int, compute_ms: int = 0) -> tuple[Decision, list[Effect]]:
+                  now: int, compute_ms: int = 0,
+                  commit: bytes = b"") -> tuple[Decision, list[Effect]]:
         job = self.jobs.get(job_id)
         if job is None:
             return Refuse(Reason.UNKNOWN_JOB), []
         before = (job.state.value, len(job.history))
-        d = job.on_result(worker, number, output, now, compute_ms)
+        d = job.on_result(worker, number, output, now, compute_ms, commit)
         effects = self._after(job, before, now)
         if isinstance(d, Refuse | Decided | Await):
             return d, effects
@@ -252,13 +259,17 @@ class Requester:
         job = self.jobs.get(job_id)
         return job.raw if job is not None else None
 
+    def bar(self, worker: bytes, job: bytes, until: int, now: int) -> None:
+        """FRD-7: ``worker`` gets no offer and no lease before ``until``."""
+        self.bars.bar(worker, job, until, now)
+
     # -- offers (OFR-1, OFR-2) ---------------------------------------------------------------
 
     def candidates(self, job: RequesterJob, table: Sequence[Candidate], now: int) -> list[str]:
         """Workers to offer ``job`` to, best first: qualified, not excluded, not offered
         it lately; those holding the fewest of our live leases first, ties at random."""
         excluded = job.excluded_workers() | {le.worker for le in job.live_leases()}
-        out = [c for c in table if c.key not in excluded
+        out = [c for c in table if c.key not in excluded and not self.bars.barred(c.key, now)
                and unmet(c.capacity, job.spec) is None
                and self._offered.get((job.id, c.peer), 0) <= now]
         self.rng.shuffle(out)

@@ -7,6 +7,8 @@ decode as the kind's output type with the shape the inputs imply. Cryptographic 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from p2pnode.jobs.model import JobSpec
 from p2pnode.wire.reasons import Reason, WireError
 
@@ -35,6 +37,39 @@ def check_output(spec: JobSpec, inputs: dict[str, bytes | None], output: bytes) 
     if spec.kind == "wasm":
         return None
     return Reason.UNKNOWN_TYPE
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A judged result (VER-2, then PRF-5): ``reason`` None when accepted; ``row`` a wrong
+    row under the worker's commitment, the material of a fraud proof (FRD)."""
+
+    reason: Reason | None
+    row: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+def judge_output(spec: JobSpec, inputs: dict[str, bytes | None], output: bytes,
+                 commit: bytes, seed: bytes) -> Outcome:
+    """VER-2's structural check, then the kind's proof (spec 06): for ``matmul``,
+    Freivalds' check with randomness from ``seed`` (PRF-3, drawn after ``commit``)."""
+    why = check_output(spec, inputs, output)
+    if why is not None or spec.kind != "matmul":
+        return Outcome(why)
+    from p2pnode.jobs.tensors import decode_matrix
+    from p2pnode.proofs import matmul
+
+    a_raw, b_raw = inputs["a"], inputs["b"]
+    assert a_raw is not None and b_raw is not None  # check_output saw them
+    a = decode_matrix(a_raw, MAX_CHECK_ELEMENTS)
+    b = decode_matrix(b_raw, MAX_CHECK_ELEMENTS)
+    c = decode_matrix(output, MAX_CHECK_ELEMENTS)
+    root = commit if len(commit) == 32 else None
+    j = matmul.judge(a, b, c, root, seed, matmul.soundness_bits(dict(spec.verify)))
+    return Outcome(j.reason, j.row)
 
 
 # -- fetching the output before it is judged (VER-1) ----------------------------------------

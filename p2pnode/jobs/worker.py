@@ -111,6 +111,7 @@ class Work:
     output: bytes | None = None
     size: int = 0
     meta: dict[str, int | str] = field(default_factory=dict)
+    proof: dict[str, bytes] = field(default_factory=dict)  # the commitment (PRF-1)
     history: list[tuple[int, str, str]] = field(default_factory=list)
 
     @property
@@ -158,6 +159,7 @@ class SendResult:
     output: bytes
     size: int
     meta: dict[str, Any]
+    proof: dict[str, bytes] = field(default_factory=dict)
 
 
 Effect = Persist | FetchInputs | Execute | Stop | SendHeartbeat | SendResult
@@ -289,13 +291,14 @@ class Worker:
         return [*out, Execute(w.id, wall)]
 
     def on_executed(self, job_id: bytes, output: bytes | None, size: int,
-                    meta: dict[str, int | str], reason: str, now: int) -> list[Effect]:
+                    meta: dict[str, int | str], reason: str, now: int,
+                    proof: dict[str, bytes] | None = None) -> list[Effect]:
         w = self._open(job_id, WorkState.RUNNING)
         if w is None:
             return []
         if output is None:
             return self._step(w, WorkEv.EXEC_FAILED, now, reason)
-        w.output, w.size, w.meta = output, size, meta
+        w.output, w.size, w.meta, w.proof = output, size, meta, dict(proof or {})
         w.verdict_by = now + VERDICT_WAIT_MS
         w.retry_at = None
         out = self._step(w, WorkEv.EXECUTED, now, output.hex()[:16])
@@ -303,7 +306,8 @@ class Worker:
 
     def _result(self, w: Work) -> SendResult:
         assert w.output is not None
-        return SendResult(w.id, w.lease, w.output, w.size, dict(list(w.meta.items())[:16]))
+        return SendResult(w.id, w.lease, w.output, w.size, dict(list(w.meta.items())[:16]),
+                          w.proof)
 
     def on_heartbeat_answer(self, job_id: bytes, renewed: int | None, refused: bool,
                             now: int) -> list[Effect]:

@@ -57,6 +57,10 @@ def caps_topic(net: str) -> str:
     return f"/p2pnode/{net}/caps/1"
 
 
+def fraud_topic(net: str) -> str:
+    return f"/p2pnode/{net}/fraud/1"
+
+
 _patched_net: str | None = None
 # Pubsub signature verdicts of this process (the patch below is process-wide, like
 # py-libp2p's validator it wraps; a verdict depends on the message bytes alone).

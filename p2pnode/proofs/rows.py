@@ -20,11 +20,21 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 LEAF = b"\x00"
 NODE = b"\x01"
 HASH_SIZE = 32
 MAX_PATH = 64  # a path of a tree of fewer than 2^64 leaves
+ROWS_KEY = "rows"  # the key of the root in a matmul job.result's proof (PRF-1)
+
+
+def committed_root(proof: dict[str, Any]) -> bytes | None:
+    """The row root a ``job.result``'s ``proof`` commits to, or None if it is malformed."""
+    root = proof.get(ROWS_KEY)
+    if set(proof) != {ROWS_KEY} or not isinstance(root, bytes) or len(root) != HASH_SIZE:
+        return None
+    return root
 
 
 def leaf_hash(row: bytes) -> bytes:

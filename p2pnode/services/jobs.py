@@ -28,6 +28,7 @@ from p2pnode.jobs.worker import MAX_SEEN, WorkState
 from p2pnode.jobs.worker import OPEN as WORK_OPEN
 from p2pnode.log import event
 from p2pnode.ports import Exchange, Transport
+from p2pnode.proofs.rows import committed_root
 from p2pnode.services.requester import RequesterService
 from p2pnode.services.worker import WorkerService
 from p2pnode.store import PRUNE_BATCH
@@ -212,8 +213,9 @@ class JobsService:
         elif isinstance(msg, JobHeartbeat):
             await ex.send(req.answer_heartbeat(rec.signer, msg.job, msg.lease, msg.progress))
         elif isinstance(msg, JobResult):
+            commit = committed_root(msg.proof) or b""
             await ex.send(await req.answer_result(rec.signer, msg.job, msg.lease, msg.output,
-                                                  msg.size, msg.compute_ms))
+                                                  msg.size, msg.compute_ms, commit, rec.raw))
         else:
             self.on_reject(Reason.UNKNOWN_TYPE)
             await ex.send(JobRefuse.make(self.net, b"", Reason.UNKNOWN_TYPE, msg.T,

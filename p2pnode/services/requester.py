@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +43,7 @@ from p2pnode.jobs.requester import (
     PutRecord,
     Requester,
 )
-from p2pnode.jobs.verify import FETCH_RETRY_MS, FetchAttempts, check_output
+from p2pnode.jobs.verify import FETCH_RETRY_MS, FetchAttempts, Outcome, judge_output
 from p2pnode.log import event
 from p2pnode.ports import Exchange, Transport, TransportError
 from p2pnode.services.clock import LocalClock
@@ -55,6 +55,9 @@ log = logging.getLogger("p2pnode.requester")
 
 DHT_TIMEOUT_S = 8.0
 BLOB_TIMEOUT_S = 60.0
+# Signed results kept while they are judged (at most 2 KiB each, JOB-1): a fraud proof
+# quotes the one it proves wrong.
+MAX_HELD_RESULTS = 4096
 EXCHANGE_TIMEOUT_S = 10.0
 # VER-1: a busy worker is fetched from again after this (never blamed for it).
 BUSY_RETRY_S = 1.0
@@ -103,6 +106,11 @@ class RequesterService:
         self._wake = trio.Event()
         self._persist_lock = trio.Lock()
         self._judged: dict[tuple[bytes, int], trio.Event] = {}
+        self._results: dict[tuple[bytes, int], bytes] = {}  # signed results being judged
+        self._secret: bytes | None = None  # PRF-3, derived on the first check
+        # Set by the node: publishes a fraud proof on the fraud topic (FRD).
+        self.report_fraud: Callable[[bytes, bytes, bytes, int], Awaitable[None]] | None = None
+        self.fraud_too_large = 0
 
     @property
     def jobs(self) -> dict[bytes, RequesterJob]:
@@ -287,9 +295,13 @@ class RequesterService:
         return self._lease_msg(job, d.lease)
 
     async def answer_result(self, worker: bytes, job_id: bytes, number: int, output: bytes,
-                            size: int, compute_ms: int) -> bytes:
+                            size: int, compute_ms: int, commit: bytes = b"",
+                            raw: bytes = b"") -> bytes:
+        if raw and len(self._results) < MAX_HELD_RESULTS:
+            # The signed result, kept while it is judged: a fraud proof quotes it (FRD-2).
+            self._results[(job_id, number)] = raw
         d, effects = self.machine.on_result(job_id, worker, number, output, size,
-                                            self.clock.now_ms(), compute_ms)
+                                            self.clock.now_ms(), compute_ms, commit)
         await self._apply(effects)
         if isinstance(d, Refuse):
             self.on_reject(d.reason)
@@ -359,7 +371,13 @@ class RequesterService:
             self.count("requester", "verified" if ok else "rejected")
         else:  # out of time: the machine judges it at its deadline (LEASE-12)
             await self._apply(self.machine.on_timer(now, self.clock.wall_ms()))
+        self._results.pop((c.job, c.lease), None)
         self._judged.pop((c.job, c.lease), trio.Event()).set()
+
+    def bar(self, cheater: bytes, job: bytes, until_wall: int) -> None:
+        """FRD-7: a valid fraud proof (ours or gossiped) bars ``cheater`` from our leases."""
+        now = self.clock.now_ms()
+        self.machine.bar(cheater, job, now + max(0, until_wall - self.clock.wall_ms()), now)
 
     async def _fetch_and_check(self, c: CheckOutput) -> tuple[bool, str, bool]:
         peer = peer_id_str(c.worker)
@@ -400,13 +418,43 @@ class RequesterService:
             event(log, "job.output.refetch", logging.DEBUG, job=c.job.hex(),
                   attempt=attempts.failures, reason=reason.value)
         job = self.jobs[c.job]
-        verdict = await trio.to_thread.run_sync(self._check_blobs, job.spec, c.output)
-        return (True, "", True) if verdict is None else (False, verdict.value, True)
+        outcome, fraud = await trio.to_thread.run_sync(self._check_blobs, job, c)
+        if fraud is not None and self.report_fraud is not None:
+            await self.report_fraud(fraud, c.worker, c.job, self._result_ts(c))
+        if outcome.reason is None:
+            return True, "", True
+        return False, outcome.reason.value, True
 
-    def _check_blobs(self, spec: JobSpec, output: bytes) -> Reason | None:
-        data = self.blobs.get(output)
+    def _result_ts(self, c: CheckOutput) -> int:
+        from p2pnode.wire.envelope import open_envelope
+
+        raw = self._results.get((c.job, c.lease))
+        if raw is None:
+            return self.clock.wall_ms()
+        return int(open_envelope(raw).body["ts"])
+
+    def _check_blobs(self, job: RequesterJob, c: CheckOutput) -> tuple[Outcome, bytes | None]:
+        """VER-2 and the kind's proof (PRF-5), in a worker thread; with a wrong row under
+        the worker's commitment, also the fraud proof (FRD) when it fits."""
+        spec = job.spec
+        data = self.blobs.get(c.output)
         if data is None:
-            return Reason.NOT_FOUND
-        inputs = {name: self.blobs.get(c) for name, c in spec.inputs}
-        return check_output(spec, inputs, data)
+            return Outcome(Reason.NOT_FOUND), None
+        inputs = {name: self.blobs.get(cid) for name, cid in spec.inputs}
+        from p2pnode.proofs import matmul
 
+        if self._secret is None:
+            self._secret = matmul.verifier_secret(self.identity.seed)
+        seed = matmul.draw_seed(self._secret, c.job, c.lease, c.output, c.commit)
+        outcome = judge_output(spec, inputs, data, c.commit, seed)
+        raw = self._results.get((c.job, c.lease))
+        if outcome.row is None or raw is None:
+            return outcome, None
+        from p2pnode.proofs import fraud
+
+        proof = fraud.prove(self.identity, self.net, job.raw, raw, inputs, data, outcome.row,
+                            self.clock.wall_ms())
+        if proof is None:
+            self.fraud_too_large += 1
+            event(log, "fraud.too_large", logging.INFO, job=c.job.hex())
+        return outcome, proof

@@ -52,6 +52,7 @@ from p2pnode.jobs.worker import (
     Worker,
     WorkState,
 )
+from p2pnode.log import event
 from p2pnode.ports import Exchange, Transport, TransportError
 from p2pnode.services.clock import LocalClock
 from p2pnode.services.execution import ChildPool, ExecutionSlots, execute
@@ -76,6 +77,7 @@ class WorkerSettings:
     device: str = "auto"
     discovery_interval_s: float = 5.0
     limits: Limits = dataclasses.field(default_factory=Limits)
+    cheat: tuple[str, ...] = ()  # testnets only (p2pnode.proofs.cheat)
 
 
 class WorkerService(PullPath):
@@ -104,6 +106,7 @@ class WorkerService(PullPath):
         # child process is gone (EXE-9).
         self._slots = ExecutionSlots(max(1, machine.concurrency))
         self._children = ChildPool(keep=max(1, machine.concurrency))
+        self._cheated = 0  # results tampered with so far (settings.cheat, testnets only)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -321,9 +324,24 @@ class WorkerService(PullPath):
             out[name] = data
         return out
 
-    def _put_output(self, sj: SignedJob, data: bytes) -> bytes:
+    def _put_output(self, sj: SignedJob, data: bytes) -> tuple[bytes, bytes, dict[str, bytes]]:
+        """Commit to the output (PRF-1) and store it; returns (data, cid, proof)."""
+        proof: dict[str, bytes] = {}
+        if sj.spec.kind == "matmul":
+            if self.s.cheat:
+                from p2pnode.proofs.cheat import tamper
+
+                mode = self.s.cheat[self._cheated % len(self.s.cheat)]
+                self._cheated += 1
+                data, proof = tamper(mode, data)
+                event(log, "job.cheat", logging.WARNING, job=sj.id.hex(), mode=mode)
+            else:
+                from p2pnode.jobs.tensors import decode_matrix
+                from p2pnode.proofs.matmul import commitment
+
+                proof = commitment(decode_matrix(data, 1 << 26))
         self._pin(sj, cid_of(data))  # pinned before the put: the requester fetches it here
-        return self.blobs.put(data)
+        return data, self.blobs.put(data), proof
 
     async def _execute(self, e: Execute) -> None:
         w = self.machine.work[e.job]
@@ -331,13 +349,15 @@ class WorkerService(PullPath):
         limits = dataclasses.replace(self.s.limits, wall_time_s=e.wall_time_s)
         output: bytes | None = None
         size, meta, reason = 0, {}, ""
+        proof: dict[str, bytes] = {}
         async with self._slots.run(e.job):
             try:
                 inputs = await trio.to_thread.run_sync(self._load_inputs, sj)
                 res = await execute(sj.spec.kind, inputs, dict(sj.spec.params), limits,
                                     device=self.s.device, pool=self._children)
-                size = len(res.output)
-                output = await trio.to_thread.run_sync(self._put_output, sj, res.output)
+                data, output, proof = await trio.to_thread.run_sync(self._put_output, sj,
+                                                                    res.output)
+                size = len(data)
                 meta = {k: v for k, v in res.meta.items()
                         if isinstance(v, int) or (isinstance(v, str) and len(v) <= 64)}
             except ExecError as err:
@@ -354,7 +374,7 @@ class WorkerService(PullPath):
                     self.blobs.unpin(("work", e.job))
         self._scopes.pop(e.job, None)
         await self._apply(self.machine.on_executed(e.job, output, size, meta, reason,
-                                                   self.clock.now_ms()))
+                                                   self.clock.now_ms(), proof))
 
     async def _heartbeat(self, e: SendHeartbeat) -> None:
         w = self.machine.work.get(e.job)
@@ -388,7 +408,8 @@ class WorkerService(PullPath):
         if w is None:
             return
         msg = JobResult(net=self.net, job=e.job, lease=e.lease, output=e.output, size=e.size,
-                        ts=self.clock.wall_ms(), meta=e.meta).seal(self.identity)
+                        ts=self.clock.wall_ms(), meta=e.meta,
+                        proof=dict(e.proof)).seal(self.identity)
         wait_s = max(1.0, (w.verdict_by - self.clock.now_ms()) / 1000)
         data = await self._request(peer_id_str(w.job.requester), msg,
                                    min(wait_s, VERDICT_WAIT_MS / 1000))

@@ -44,12 +44,16 @@ MAX_TYPE_LEN = 32
 # are refused before their body is looked at.
 SIZE_LIMITS: dict[str, int] = {}
 VERSIONS: dict[str, frozenset[int]] = {}
+# Types that only ever arrive on a channel of their own (a GossipSub topic): their limit
+# does not raise the bound on decoding an envelope of no expected type (ENV-6).
+OWN_CHANNEL: set[str] = set()
 
 
 _TYPE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 
-def register_type(t: str, versions: set[int], size_limit: int) -> None:
+def register_type(t: str, versions: set[int], size_limit: int, *,
+                  own_channel: bool = False) -> None:
     """Declare a message type this implementation understands (idempotent).
 
     Names are lowercase letters, digits, '.', '_' and '-': never '/' or NUL, which keeps
@@ -58,6 +62,8 @@ def register_type(t: str, versions: set[int], size_limit: int) -> None:
         raise ValueError(f"type name {t!r} must be 1..{MAX_TYPE_LEN} of [a-z0-9._-]")
     SIZE_LIMITS[t] = size_limit
     VERSIONS[t] = frozenset(versions)
+    if own_channel:
+        OWN_CHANNEL.add(t)
 
 
 # The heads of the envelope's first three entries (spec 01 §3.1: keys in the order b, k, s,
@@ -178,7 +184,8 @@ def open_envelope(data: bytes, expected_type: str | None = None, *,
     if expected_type is not None and expected_type in SIZE_LIMITS:
         limit = SIZE_LIMITS[expected_type]
     else:
-        limit = max(SIZE_LIMITS.values(), default=cbor.MAX_MESSAGE_SIZE)
+        limit = max((n for t, n in SIZE_LIMITS.items() if t not in OWN_CHANNEL),
+                    default=cbor.MAX_MESSAGE_SIZE)
     if len(data) > limit:
         raise WireError(Reason.TOO_LARGE, "%d bytes > limit %d" % (len(data), limit))
     data = bytes(data)

@@ -50,6 +50,10 @@ class Reason(StrEnum):
     BAD_STATE = "bad_state"
     EXEC_FAILED = "exec_failed"
     LIMIT_EXCEEDED = "limit_exceeded"
+    # proofs (spec 06)
+    BAD_PROOF = "bad_proof"
+    WRONG_RESULT = "wrong_result"
+    BARRED = "barred"
 
 
 class WireError(ValueError):

@@ -79,9 +79,10 @@ async def read_all(stream: Any) -> bytes:
 
 
 @asynccontextmanager
-async def attacker_against(victim: Node, identity: Identity | None = None
-                           ) -> AsyncIterator[Attacker]:
-    """Connect a hostile peer to ``victim`` and join its caps topic mesh."""
+async def attacker_against(victim: Node, identity: Identity | None = None,
+                           topic: str | None = None) -> AsyncIterator[Attacker]:
+    """Connect a hostile peer to ``victim`` and join its mesh on ``topic`` (its caps topic
+    by default)."""
     identity = identity or Identity.generate()
     host = build_host(identity)
     gossipsub = GossipSub(
@@ -94,7 +95,7 @@ async def attacker_against(victim: Node, identity: Identity | None = None
         eclipse_protection_enabled=False,
     )
     pubsub = Pubsub(host, gossipsub, strict_signing=True)
-    topic = victim.topic
+    topic = topic or victim.topic
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(host.run([multiaddr.Multiaddr(LOOPBACK)]))
         await stack.enter_async_context(background_trio_service(pubsub))

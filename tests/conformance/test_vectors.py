@@ -70,7 +70,9 @@ def test_reference_passes_every_vector(vectors: list[runner.Vector]) -> None:
         "jobs/discovery_keys", "jobs/provider_lookup", "jobs/requester", "jobs/worker",
         "jobs/verify", "jobs/execute",
         "jobs/market", "jobs/work", "jobs/fetch", "jobs/dispatch",
-        "tensors/matrix", "tensors/random_matrix", "blob/cid", "blob/request", "blob/receive"}
+        "tensors/matrix", "tensors/random_matrix", "blob/cid", "blob/request", "blob/receive",
+        "proofs/rows", "proofs/params", "proofs/random", "proofs/seed", "proofs/judge",
+        "proofs/wrong_row", "proofs/fraud", "proofs/bar"}
 
 
 def test_every_reason_code_is_exercised(vectors: list[runner.Vector]) -> None:

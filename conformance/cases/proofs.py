@@ -1,0 +1,346 @@
+"""Cases for the proofs of matmul results and fraud proofs (spec/06-proofs.md).
+
+``rows``: the row commitment of the int64 matrix blob ``matrix.cbor`` (PRF-1); yields
+``root.txt`` and ``paths.json`` (each row's audit path, hex). Computed here from RFC 6962's
+recursive definition, not by the reference.
+``params``: ``bits``, ``rounds`` and ``soundness_bits`` for inner dimension ``k``, ``m``
+columns and the job's ``verify`` map (PRF-2, PRF-4); ``random``: the entries of the random
+matrix for ``seed``, ``rows``, ``cols`` and ``bits`` (PRF-2); ``seed``: the seed of PRF-3.
+All three computed here from the rules' text.
+``judge``: judge ``output.bin`` against the job of ``spec.cbor`` and ``input_<name>.bin``
+with the committed ``root`` and the ``seed`` (PRF-5); ``wrong_row``: the row PRF-5 names
+for a failing output (``row.txt``).
+``fraud``: validate ``fraud.cbor`` with ``net`` and ``now_ms`` (FRD-1 to FRD-6); yields
+``fraud.json`` (cheater key, job id, the bar's end).
+``bar``: a requester holding the job of ``spec.cbor`` has barred ``bars`` (worker key hex,
+until ms); does it lease the job to ``worker`` claiming at ``now_ms``? (FRD-7)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from conformance.cases.common import ALICE, BOB, CAROL, NET, NOW_MS
+from conformance.cases.jobs import BASE_SPEC
+from conformance.model import Case, Expected, Inputs, ignore, reject, valid
+from p2pnode.identity import Identity
+from p2pnode.jobs import tensors
+from p2pnode.jobs.executors.matmul import matmul_exact_cpu
+from p2pnode.jobs.messages import JobResult
+from p2pnode.jobs.model import MAX_CREATED_SKEW_MS, JobSpec
+from p2pnode.proofs.bars import BAR_MS
+from p2pnode.proofs.fraud import KIND_MATMUL_ROW, T_FRAUD
+from p2pnode.wire import cbor, envelope
+from p2pnode.wire.cid import cid_of
+from p2pnode.wire.reasons import Reason
+
+# A 5 x 4 by 4 x 3 product: five rows, so the tree has an odd split (RFC 6962).
+A = tensors.random_int8_matrix(5, 4, b"proofs a")
+B = tensors.random_int8_matrix(4, 3, b"proofs b")
+A_BLOB, B_BLOB = tensors.encode_matrix(A), tensors.encode_matrix(B)
+SPEC = dataclasses.replace(BASE_SPEC, inputs=(("a", cid_of(A_BLOB)), ("b", cid_of(B_BLOB))))
+SPEC_RAW = SPEC.seal(ALICE)
+JOB_ID = cid_of(SPEC_RAW)
+TRUE = matmul_exact_cpu(A, B)
+SECRET = hashlib.sha256(b"p2pnode conformance verifier secret").digest()
+
+
+# -- PRF-1, written from RFC 6962 ----------------------------------------------------------
+
+
+def _row(c: np.ndarray[Any, Any], i: int) -> bytes:
+    return b"".join(int(x).to_bytes(8, "little", signed=True) for x in c[i])
+
+
+def _mth(leaves: list[bytes]) -> bytes:
+    if len(leaves) == 1:
+        return hashlib.sha256(b"\x00" + leaves[0]).digest()
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return hashlib.sha256(b"\x01" + _mth(leaves[:k]) + _mth(leaves[k:])).digest()
+
+
+def _path(leaves: list[bytes], i: int) -> list[bytes]:
+    """RFC 6962 §2.1.1 PATH(m, D[n]), listed from the leaf's sibling up."""
+    if len(leaves) == 1:
+        return []
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    if i < k:
+        return [*_path(leaves[:k], i), _mth(leaves[k:])]
+    return [*_path(leaves[k:], i - k), _mth(leaves[:k])]
+
+
+def _rows_of(c: np.ndarray[Any, Any]) -> list[bytes]:
+    return [_row(c, i) for i in range(c.shape[0])]
+
+
+def _root(c: np.ndarray[Any, Any]) -> bytes:
+    return _mth(_rows_of(c))
+
+
+def _blob(c: np.ndarray[Any, Any]) -> bytes:
+    return tensors.encode_matrix(np.asarray(c, dtype=np.int64))
+
+
+def rows() -> Iterator[Case]:
+    for n in (1, 2, 3, 5, 7, 8):
+        c = (np.arange(n * 2, dtype=np.int64) * (-1) ** np.arange(n * 2)).reshape(n, 2)
+        data = _rows_of(c)
+        yield Case(f"rows_{n}", Inputs({"matrix.cbor": _blob(c)}), valid({
+            "root.txt": _mth(data).hex(),
+            "paths.json": [[h.hex() for h in _path(data, i)] for i in range(n)]}),
+            f"{n} rows of 2 int64: RFC 6962 root and audit paths", ("PRF-1",))
+
+
+# -- PRF-2 to PRF-4, from the rules' text ----------------------------------------------------
+
+
+def _bits_for(k: int, m: int) -> int:
+    w = 0
+    while w < 32 and k * m * 2**14 * (2 ** (w + 1) - 1) < 2**53:
+        w += 1
+    return w
+
+
+def _policy(k: int, m: int, verify: dict[str, Any]) -> dict[str, int]:
+    want = verify.get("bits", 40)
+    want = 40 if isinstance(want, bool) or not isinstance(want, int) else max(40, min(128, want))
+    bits = _bits_for(k, m)
+    rounds = math.ceil(want / bits)
+    return {"bits": bits, "rounds": rounds, "soundness_bits": bits * rounds}
+
+
+def params() -> Iterator[Case]:
+    for k, m, verify, desc in (
+            (2048, 2048, {}, "matmul_max_n: 17 bits, 3 rounds"),
+            (3, 2, {}, "a small product: 32-bit entries, 2 rounds"),
+            (1024, 2048, {"bits": 64}, "64 bits asked for"),
+            (2048, 2048, {"bits": 8}, "fewer than 40 bits asked for: 40"),
+            (2048, 2048, {"bits": 1000}, "more than 128 bits asked for: 128"),
+            (2048, 2048, {"bits": "many"}, "not an integer: 40")):
+        yield Case(f"k{k}_m{m}_{'_'.join(f'{a}{b}' for a, b in verify.items()) or 'default'}",
+                   Inputs({}, {"k": k, "m": m, "verify": verify}),
+                   valid({"params.json": _policy(k, m, verify)}), desc, ("PRF-2", "PRF-4"))
+
+
+def _entries(seed: bytes, n_rows: int, cols: int, bits: int) -> list[list[int]]:
+    words: list[int] = []
+    j = 0
+    while len(words) < n_rows * cols:
+        block = hashlib.sha256(b"p2pnode/freivalds/1\x00" + seed + j.to_bytes(8, "big")).digest()
+        words += [int.from_bytes(block[4 * w:4 * w + 4], "big") >> (32 - bits)
+                  for w in range(8)]
+        j += 1
+    return [words[r * cols:(r + 1) * cols] for r in range(n_rows)]
+
+
+def random() -> Iterator[Case]:
+    for seed, r, c, bits in ((b"\x00" * 32, 3, 3, 17), (b"seed", 5, 2, 32), (b"x", 1, 9, 1)):
+        yield Case(f"r{r}x{c}_bits{bits}", Inputs({}, {"seed": seed.hex(), "rows": r,
+                                                        "cols": c, "bits": bits}),
+                   valid({"entries.json": _entries(seed, r, c, bits)}),
+                   f"{r} x {c} entries of {bits} bits, across SHA-256 blocks", ("PRF-2",))
+
+
+def _seed(secret: bytes, job: bytes, lease: int, output: bytes, root: bytes) -> bytes:
+    return hashlib.sha256(b"p2pnode/verify-seed/1\x00" + secret + job + lease.to_bytes(8, "big")
+                          + output + root).digest()
+
+
+def seed() -> Iterator[Case]:
+    out, root = cid_of(_blob(TRUE)), _root(TRUE)
+    for lease in (1, 2**40):
+        yield Case(f"lease_{lease}", Inputs({}, {
+            "secret": SECRET.hex(), "job": JOB_ID.hex(), "lease": lease, "output": out.hex(),
+            "root": root.hex()}),
+            valid({"seed.txt": _seed(SECRET, JOB_ID, lease, out, root).hex()}),
+            "the seed drawn after the commitment", ("PRF-3",))
+
+
+# -- PRF-5 ------------------------------------------------------------------------------------
+
+
+def _tampered(i: int, j: int, by: int) -> np.ndarray[Any, Any]:
+    c = TRUE.copy()
+    c[i, j] += by
+    return c
+
+
+def _judge(name: str, c: np.ndarray[Any, Any] | bytes, root: bytes, expected: Expected,
+           desc: str, rules: tuple[str, ...] = ("PRF-5",), s: JobSpec = SPEC) -> Case:
+    output = c if isinstance(c, bytes) else _blob(c)
+    files = {"spec.cbor": s.seal(ALICE), "input_a.bin": A_BLOB, "input_b.bin": B_BLOB,
+             "output.bin": output}
+    sd = _seed(SECRET, JOB_ID, 1, cid_of(output), root)
+    return Case(name, Inputs(files, {"root": root.hex(), "seed": sd.hex()}), expected, desc,
+                rules)
+
+
+def judge() -> Iterator[Case]:
+    yield _judge("true_product", TRUE, _root(TRUE), valid(),
+                 "the exact product, its rows committed", ("PRF-5", "PRF-2"))
+    yield _judge("true_product_64_bits", TRUE, _root(TRUE), valid(),
+                 "the exact product, 64 bits of soundness asked for", ("PRF-5", "PRF-4"),
+                 s=dataclasses.replace(SPEC, verify=(("bits", 64),)))
+    wrong = _tampered(3, 1, 1)
+    yield _judge("one_entry_off", wrong, _root(wrong), reject(Reason.WRONG_RESULT),
+                 "one entry off by one, committed honestly")
+    zeros = np.zeros_like(TRUE)
+    yield _judge("zeros", zeros, _root(zeros), reject(Reason.WRONG_RESULT),
+                 "an all-zero product of the right shape")
+    big = _tampered(0, 0, 2**40)
+    yield _judge("beyond_the_entry_bound", big, _root(big), reject(Reason.WRONG_RESULT),
+                 "an entry beyond k * 2^14: wrong before any arithmetic", ("PRF-5", "PRF-2"))
+    yield _judge("rows_not_committed", wrong, _root(TRUE), reject(Reason.BAD_PROOF),
+                 "a wrong product sent with the root of the true one")
+    yield _judge("no_root", TRUE, b"", reject(Reason.BAD_PROOF),
+                 "a result that commits to nothing", ("PRF-5", "PRF-1"))
+    yield _judge("short_root", TRUE, _root(TRUE)[:31], reject(Reason.BAD_PROOF),
+                 "a root of 31 bytes", ("PRF-5", "PRF-1"))
+    yield _judge("wrong_shape_first", tensors.encode_matrix(np.zeros((5, 2), np.int64)),
+                 _root(TRUE), reject(Reason.BAD_FIELD),
+                 "the structural check (VER-2) comes first", ("PRF-5", "VER-2"))
+
+
+def _wrong_row(name: str, c: np.ndarray[Any, Any], row: int, desc: str) -> Case:
+    case = _judge(name, c, _root(c), valid({"row.txt": str(row)}), desc)
+    return dataclasses.replace(case, rules=("PRF-5",))
+
+
+def wrong_row() -> Iterator[Case]:
+    two = _tampered(4, 2, -3)
+    two[1, 0] += 5
+    yield _wrong_row("lowest_of_two", two, 1, "rows 1 and 4 are wrong: row 1 is named")
+    big = _tampered(2, 0, 1)
+    big[3, 1] = 2**40
+    yield _wrong_row("bound_first", big, 3,
+                     "row 2 is off by one and row 3 beyond the bound: the bound decides")
+
+
+# -- fraud proofs (FRD-1 .. FRD-6) -------------------------------------------------------------
+
+WRONG = _tampered(3, 1, 1)
+WRONG_BLOB = _blob(WRONG)
+RESULT_TS = NOW_MS - 60_000
+
+
+def _result(c: np.ndarray[Any, Any] | None = None, *, job: bytes = JOB_ID, ts: int = RESULT_TS,
+            proof: dict[str, Any] | None = None, net: str = NET,
+            signer: Identity = BOB) -> bytes:
+    c = WRONG if c is None else c
+    blob = _blob(c)
+    return JobResult(net=net, job=job, lease=1, output=cid_of(blob), size=len(blob), ts=ts,
+                     proof={"rows": _root(c)} if proof is None else proof).seal(signer)
+
+
+def _fraud_body(**changes: Any) -> dict[str, Any]:
+    data = _rows_of(WRONG)
+    body = {"net": NET, "kind": KIND_MATMUL_ROW, "spec": SPEC_RAW, "result": _result(),
+            "a": A_BLOB, "b": B_BLOB, "row": 3, "claimed": data[3],
+            "path": _path(data, 3), "ts": NOW_MS}
+    for k, v in changes.items():
+        if v is None:
+            del body[k]
+        else:
+            body[k] = v
+    return body
+
+
+def _fraud(name: str, body: dict[str, Any], expected: Expected, desc: str,
+           rules: tuple[str, ...], now_ms: int = NOW_MS) -> Case:
+    data = envelope.seal(CAROL, T_FRAUD, 1, body)
+    return Case(name, Inputs({"fraud.cbor": data}, {"net": NET, "now_ms": now_ms}), expected,
+                desc, rules)
+
+
+def fraud() -> Iterator[Case]:
+    yield _fraud("valid", _fraud_body(), valid({"fraud.json": {
+        "cheater": BOB.public_key.hex(), "job": JOB_ID.hex(), "until": RESULT_TS + BAR_MS}}),
+        "row 3 is off by one; its path proves it was committed: the signer is barred until "
+        "its result's ts + BAR_MS", ("FRD-1", "FRD-2", "FRD-3", "FRD-4", "FRD-5", "FRD-6"))
+    data = _rows_of(WRONG)
+    yield _fraud("honest_row", _fraud_body(row=2, claimed=data[2], path=_path(data, 2)),
+                 reject(Reason.BAD_PROOF), "row 2 of the same output is right: nothing proven",
+                 ("FRD-6",))
+    honest = _result(TRUE)
+    t = _rows_of(TRUE)
+    yield _fraud("against_an_honest_worker",
+                 _fraud_body(result=honest, claimed=t[3], path=_path(t, 3)),
+                 reject(Reason.BAD_PROOF), "the row of an honest worker's committed product",
+                 ("FRD-6",))
+    yield _fraud("row_at_another_index", _fraud_body(row=2), reject(Reason.BAD_PROOF),
+                 "row 3's bytes and path named as row 2", ("FRD-5",))
+    bad_path = list(_path(data, 3))
+    bad_path[0] = bytes(32)
+    yield _fraud("path_altered", _fraud_body(path=bad_path), reject(Reason.BAD_PROOF),
+                 "one hash of the path replaced", ("FRD-5",))
+    yield _fraud("path_too_long", _fraud_body(path=[*_path(data, 3), bytes(32)]),
+                 reject(Reason.BAD_PROOF), "one hash more than the tree has", ("FRD-5",))
+    yield _fraud("row_out_of_range", _fraud_body(row=5), reject(Reason.BAD_PROOF),
+                 "row 5 of a 5-row product", ("FRD-5",))
+    yield _fraud("claimed_short", _fraud_body(claimed=data[3][:-8]), reject(Reason.BAD_PROOF),
+                 "a row of two entries for three columns", ("FRD-5",))
+    yield _fraud("inputs_swapped", _fraud_body(a=B_BLOB, b=A_BLOB),
+                 reject(Reason.HASH_MISMATCH), "a and b swapped", ("FRD-4",))
+    other = dataclasses.replace(SPEC, nonce=bytes(16))
+    yield _fraud("result_for_another_job", _fraud_body(spec=other.seal(ALICE)),
+                 reject(Reason.ID_MISMATCH), "the result names another job", ("FRD-2",))
+    yield _fraud("result_without_root", _fraud_body(result=_result(proof={})),
+                 reject(Reason.BAD_PROOF), "the result commits to no root", ("FRD-2",))
+    wasm = dataclasses.replace(SPEC, kind="wasm")
+    wasm_raw = wasm.seal(ALICE)
+    yield _fraud("not_matmul", _fraud_body(spec=wasm_raw,
+                                           result=_result(job=cid_of(wasm_raw))),
+                 reject(Reason.BAD_PROOF), "a wasm job", ("FRD-2",))
+    env = cbor.decode(_result())
+    env["s"] = bytes([env["s"][0] ^ 1]) + env["s"][1:]
+    yield _fraud("result_signature_broken", _fraud_body(result=cbor.encode(env)),
+                 reject(Reason.BAD_SIGNATURE), "the cheater's signature does not verify",
+                 ("FRD-2",))
+    yield _fraud("result_from_the_future",
+                 _fraud_body(result=_result(ts=NOW_MS + MAX_CREATED_SKEW_MS + 1)),
+                 reject(Reason.CLOCK_SKEW), "a result ts beyond the clock skew", ("FRD-3",))
+    yield _fraud("bar_over", _fraud_body(), reject(Reason.EXPIRED),
+                 "received BAR_MS after the result: the bar is over, the proof sets nothing",
+                 ("FRD-3",), now_ms=RESULT_TS + BAR_MS)
+    yield _fraud("other_network", _fraud_body(net="testnet"), reject(Reason.WRONG_NETWORK),
+                 "a proof for another network", ("FRD-1",))
+    yield _fraud("unknown_kind", _fraud_body(kind="wasm.segment"), reject(Reason.UNKNOWN_TYPE),
+                 "a kind v1 does not define", ("FRD-1",))
+    yield _fraud("extra_key", _fraud_body(note="x"), reject(Reason.UNKNOWN_FIELD),
+                 "a key FraudProof does not define", ("FRD-1",))
+    yield _fraud("missing_key", _fraud_body(path=None), reject(Reason.BAD_FIELD),
+                 "no path", ("FRD-1",))
+
+
+# -- FRD-7 --------------------------------------------------------------------------------------
+
+
+def bar() -> Iterator[Case]:
+    w = BOB.public_key.hex()
+    for name, bars, at, expected, desc in (
+            ("barred_worker", [[w, NOW_MS + 1]], NOW_MS, ignore(Reason.BARRED),
+             "a claim before the bar ends"),
+            ("bar_over", [[w, NOW_MS]], NOW_MS, valid(), "a claim when the bar ends"),
+            ("another_worker_barred", [[CAROL.public_key.hex(), NOW_MS + BAR_MS]], NOW_MS,
+             valid(), "only the cheater is barred")):
+        yield Case(name, Inputs({"spec.cbor": SPEC_RAW},
+                                {"bars": bars, "worker": w, "now_ms": at}), expected, desc,
+                   ("FRD-7",))
+
+
+HANDLERS: dict[str, Callable[[], Iterator[Case]]] = {
+    "rows": rows,
+    "params": params,
+    "random": random,
+    "seed": seed,
+    "judge": judge,
+    "wrong_row": wrong_row,
+    "fraud": fraud,
+    "bar": bar,
+}

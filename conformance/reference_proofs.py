@@ -1,0 +1,104 @@
+"""The reference's answers for the proofs vectors (spec/06-proofs.md); see cases/proofs.py."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from conformance.model import Outcome
+from p2pnode.jobs.market import RequesterJob
+from p2pnode.jobs.matching import Capacity
+from p2pnode.jobs.model import SignedJob
+from p2pnode.jobs.requester import Requester
+from p2pnode.jobs.tensors import decode_matrix
+from p2pnode.jobs.verify import MAX_CHECK_ELEMENTS, judge_output
+from p2pnode.proofs import fraud, freivalds, matmul, rows
+from p2pnode.wire.reasons import Reason, WireError
+
+Files = Mapping[str, Any]
+Params = Mapping[str, Any]
+
+
+def _rows(f: Files, p: Params) -> Outcome:
+    c = decode_matrix(f["matrix.cbor"], MAX_CHECK_ELEMENTS, dtype="int64")
+    leaves = matmul.leaves(c)
+    return Outcome("valid", outputs={
+        "root.txt": rows.root_of_leaves(leaves).hex(),
+        "paths.json": [[h.hex() for h in rows.path(leaves, i)] for i in range(len(leaves))]})
+
+
+def _params(f: Files, p: Params) -> Outcome:
+    bits = freivalds.bits_for(p["k"], p["m"])
+    rounds = freivalds.rounds_for(bits, matmul.soundness_bits(dict(p["verify"])))
+    return Outcome("valid", outputs={"params.json": {
+        "bits": bits, "rounds": rounds, "soundness_bits": bits * rounds}})
+
+
+def _random(f: Files, p: Params) -> Outcome:
+    r = freivalds.random_matrix(bytes.fromhex(p["seed"]), p["rows"], p["cols"], p["bits"])
+    return Outcome("valid", outputs={"entries.json": [[int(x) for x in row] for row in r]})
+
+
+def _seed(f: Files, p: Params) -> Outcome:
+    s = matmul.draw_seed(bytes.fromhex(p["secret"]), bytes.fromhex(p["job"]), p["lease"],
+                         bytes.fromhex(p["output"]), bytes.fromhex(p["root"]))
+    return Outcome("valid", outputs={"seed.txt": s.hex()})
+
+
+def _judged(f: Files, p: Params) -> tuple[Reason | None, int | None]:
+    sj = SignedJob.open(f["spec.cbor"])
+    given = {name[len("input_"):-len(".bin")]: data for name, data in f.items()
+             if name.startswith("input_") and name.endswith(".bin")}
+    inputs: dict[str, bytes | None] = {name: given.get(name) for name, _ in sj.spec.inputs}
+    out = judge_output(sj.spec, inputs, f["output.bin"], bytes.fromhex(p["root"]),
+                       bytes.fromhex(p["seed"]))
+    return out.reason, out.row
+
+
+def _judge(f: Files, p: Params) -> Outcome:
+    reason, _ = _judged(f, p)
+    return Outcome("valid") if reason is None else Outcome("reject", reason.value)
+
+
+def _wrong_row(f: Files, p: Params) -> Outcome:
+    reason, row = _judged(f, p)
+    if reason is not Reason.WRONG_RESULT or row is None:
+        return Outcome("reject", (reason or Reason.BAD_FIELD).value)
+    return Outcome("valid", outputs={"row.txt": str(row)})
+
+
+def _fraud(f: Files, p: Params) -> Outcome:
+    try:
+        fr = fraud.check(f["fraud.cbor"], net=p["net"], now_ms=p["now_ms"])
+    except WireError as e:
+        return Outcome("reject", e.reason.value)
+    return Outcome("valid", outputs={"fraud.json": {
+        "cheater": fr.cheater.hex(), "job": fr.job.hex(), "until": fr.until}})
+
+
+def _bar(f: Files, p: Params) -> Outcome:
+    sj = SignedJob.open(f["spec.cbor"])
+    req = Requester(sj.spec.net, rng=random.Random(0))
+    req.add(RequesterJob.new(sj.id, sj.spec, sj.raw, sj.spec.created), sj.spec.created)
+    for worker, until in p["bars"]:
+        req.bar(bytes.fromhex(worker), sj.id, until, sj.spec.created)
+    able = Capacity(kinds=frozenset({sj.spec.kind}), cores=64, mem=1 << 40, gpus=0, gpu_mem=0,
+                    prices={sj.spec.kind: 0})
+    d, _ = req.on_claim(sj.id, bytes.fromhex(p["worker"]), 0, p["now_ms"], able)
+    reason = getattr(d, "reason", None)
+    if reason is None:
+        return Outcome("valid")
+    return Outcome("ignore" if reason is Reason.BARRED else "reject", reason.value)
+
+
+HANDLERS: dict[str, Callable[[Files, Params], Outcome]] = {
+    "proofs/rows": _rows,
+    "proofs/params": _params,
+    "proofs/random": _random,
+    "proofs/seed": _seed,
+    "proofs/judge": _judge,
+    "proofs/wrong_row": _wrong_row,
+    "proofs/fraud": _fraud,
+    "proofs/bar": _bar,
+}

@@ -1,0 +1,33 @@
+"""The proofs schema (spec/schemas/proofs.cddl) against real fraud proofs and the vectors."""
+
+from __future__ import annotations
+
+from conformance import runner
+from p2pnode.proofs import fraud
+from p2pnode.wire import cbor
+from tests.spec.test_cddl import conforms
+from tests.spec.test_cddl_jobs import map_keys
+
+
+def test_rule_keys_are_the_references() -> None:
+    assert map_keys("FraudProof") == set(fraud._KEYS)
+    assert map_keys("MatmulProof") == {"rows"}
+
+
+def test_fraud_vectors_against_the_schema() -> None:
+    checked = 0
+    for v in runner.load(runner.DEFAULT_VECTORS, "proofs/fraud/"):
+        data = v.inputs["fraud.cbor"]
+        body = cbor.decode(data)["b"]
+        shape_ok = v.meta["expected"]["result"] == "valid" or \
+            v.meta["expected"].get("reason") not in ("unknown_field", "bad_field",
+                                                     "unknown_type")
+        assert conforms("FraudProofEnvelope", data) == shape_ok, v.id
+        assert conforms("FraudProof", cbor.encode(body)) == shape_ok, v.id
+        checked += 1
+    assert checked >= 10
+
+
+def test_a_matmul_commitment_matches() -> None:
+    assert conforms("MatmulProof", cbor.encode({"rows": bytes(32)}))
+    assert not conforms("MatmulProof", cbor.encode({"rows": bytes(31)}))
