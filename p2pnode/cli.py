@@ -232,8 +232,13 @@ def cmd_testnet_up(a: argparse.Namespace) -> int:
         directory=Path(a.dir) if a.dir else None, network=a.network,
         json_out=a.json, caps_interval=a.caps_interval,
         jobs=a.jobs, requesters=a.requesters, job_n=a.job_n, job_kind=a.job_kind,
-        start_concurrency=a.start_concurrency,
+        start_concurrency=a.start_concurrency, cheaters=a.cheaters,
     )
+    if not 0 <= a.cheaters <= a.n - max(1, a.requesters) - 1:
+        print(f"error: --cheaters must leave at least one honest worker besides the "
+              f"{max(1, a.requesters)} requester(s): at most {a.n - max(1, a.requesters) - 1}",
+              file=sys.stderr)
+        return 2
     return run_testnet(opts)
 
 
@@ -339,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--job-kind", choices=["matmul", "wasm"], default="matmul",
                     help="kind of the testnet's jobs (default matmul)")
     up.add_argument("--job-n", type=int, default=64, help="matmul size of testnet jobs")
+    up.add_argument("--cheaters", type=int, default=0,
+                    help="workers that return wrong matmul results, each rotating through "
+                    "the ways of cheating (wrong row, wrong entry, wrong commitment, zeros): "
+                    "the report shows them caught (jobs.wrong_accepted, jobs.fraud_proofs)")
     up.add_argument("--start-concurrency", type=int, default=0,
                     help="nodes starting at once, in a rolling wave (default: one per CPU "
                     "core, at least 2)")

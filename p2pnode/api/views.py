@@ -89,6 +89,7 @@ def node_status(node: Any) -> dict[str, Any]:
         "gpus": len(node.hardware.gpus) if node.hardware else 0,
         "counters": node.metrics.snapshot(),
         "jobs": jobs,
+        "fraud": node.fraud.summary() if getattr(node, "fraud", None) is not None else {},
         "limits": limits,
     }
 

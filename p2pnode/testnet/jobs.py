@@ -4,6 +4,7 @@ and followed to a final state."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from p2pnode.api.client import ApiError, call
@@ -24,6 +25,7 @@ class JobDriver:
         self.final: dict[str, dict[str, Any]] = {}
         self.state_counts: dict[str, int] = {}
         self.reassigned = 0
+        self.audited: dict[str, Any] = {}
 
     def start(self) -> None:
         if self.next_at is None:
@@ -72,6 +74,30 @@ class JobDriver:
         completed = sum(1 for j in self.final.values() if j["state"] == "completed")
         return completed == len(self.submitted) == self.opts.jobs
 
+    def audit(self) -> None:
+        """Judge every accepted output independently of the nodes: recompute each matmul
+        product from the requester's input blobs and compare (``wrong_accepted`` must be 0),
+        and count verdicts by reason. Runs while the nodes still serve their API."""
+        verified = wrong = checked = 0
+        rejected: dict[str, int] = {}
+        for job_id, j in self.final.items():
+            node = next(n for n in self.requesters if n.index == self.submitted[job_id])
+            try:
+                d = call(node.home, "job.show", {"id": job_id}, timeout=10.0)
+            except (ApiError, OSError, ValueError):
+                continue
+            for le in d["leases"]:
+                if le["state"] == "rejected":
+                    rejected[le["reason"]] = rejected.get(le["reason"], 0) + 1
+                if le["state"] != "accepted" or le["output"] is None:
+                    continue
+                verified += 1
+                if j["kind"] == "matmul":
+                    checked += 1
+                    wrong += not _is_product(node.home, d["spec"]["inputs"], le["output"])
+        self.audited = {"verified": verified, "wrong_accepted": wrong,
+                        "outputs_rechecked": checked, "rejected_by_reason": rejected}
+
     def report(self) -> dict[str, Any]:
         lat = sorted(j["latency_ms"] for j in self.final.values()
                      if j["state"] == "completed" and j["latency_ms"] is not None)
@@ -90,4 +116,23 @@ class JobDriver:
             "p50_ms": pct(0.5),
             "p99_ms": pct(0.99),
             "states": self.state_counts,
+            **self.audited,
         }
+
+
+def _is_product(home: Path, inputs: dict[str, str], output_hex: str) -> bool:
+    """Whether the blob ``output_hex`` in ``home``'s store is exactly a @ b."""
+    import numpy as np
+
+    from p2pnode.jobs.tensors import decode_matrix
+
+    def blob(cid_hex: str) -> bytes:
+        return (home / "blobs" / cid_hex[4:6] / cid_hex).read_bytes()
+
+    try:
+        a = decode_matrix(blob(inputs["a"]), 1 << 26).astype(np.int64)
+        b = decode_matrix(blob(inputs["b"]), 1 << 26).astype(np.int64)
+        c = decode_matrix(blob(output_hex), 1 << 26)
+    except (OSError, KeyError, ValueError):
+        return False  # an accepted output we cannot even read back counts as wrong
+    return bool(c.shape == (a.shape[0], b.shape[1]) and np.array_equal(c, a @ b))

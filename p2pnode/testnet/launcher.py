@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from p2pnode.api.client import ApiError, call
-from p2pnode.config import API_FILE, CONFIG_FILE, KEY_FILE, Config, render_template
+from p2pnode.config import (
+    API_FILE,
+    CHEAT_MODES,
+    CONFIG_FILE,
+    KEY_FILE,
+    Config,
+    render_template,
+)
 from p2pnode.identity import Identity, save_identity
 from p2pnode.testnet.jobs import JobDriver
 from p2pnode.testnet.lifeline import set_parent_death_signal
@@ -121,7 +128,12 @@ def _prepare(opts: TestnetOptions, root: Path, i: int, ports: NodePorts) -> Node
         identity = Identity.generate()
         save_identity(identity, key)
     # Every node is on loopback: their ads carry 127.0.0.1 addresses (ADDR-6).
+    cheat: tuple[str, ...] = ()
+    if i >= opts.n - opts.cheaters:  # the last nodes cheat, each from its own mode on
+        k = i - (opts.n - opts.cheaters)
+        cheat = CHEAT_MODES[k % len(CHEAT_MODES):] + CHEAT_MODES[:k % len(CHEAT_MODES)]
     cfg = Config(network=opts.network, listen=(f"/ip4/127.0.0.1/tcp/{ports.listen}",),
+                 jobs_cheat=cheat,
                  net_private_addrs="allow",
                  api_listen=f"127.0.0.1:{ports.api}",
                  metrics_listen=f"127.0.0.1:{ports.metrics}",
@@ -343,6 +355,12 @@ def _report(opts: TestnetOptions, root: Path, nodes: list[NodeProc], converged: 
     }
     if jobs is not None:
         rep["jobs"] = jobs.report()
+        fraud = [n.status.get("fraud", {}) for n in nodes]
+        rep["jobs"]["fraud_proofs"] = sum(int(f.get("published", 0)) for f in fraud)
+        # Nodes that checked a proof and barred its cheater (a publisher counts itself).
+        rep["jobs"]["fraud_seen_by"] = sum(1 for f in fraud if int(f.get("taken", 0)) > 0)
+        rep["cheaters"] = [n.peer_id for n in nodes[opts.n - opts.cheaters:]] \
+            if opts.cheaters else []
     return rep
 
 
@@ -451,6 +469,9 @@ def run_testnet(opts: TestnetOptions) -> int:
         stopping = True
         if jobs is not None:
             jobs.poll()
+            jobs.audit()
+        for n in nodes:  # the last word on each node's counters, before it stops
+            _poll(n)
         stop_nodes(nodes)
         if lifeline_r >= 0:
             os.close(lifeline_r)
@@ -462,4 +483,5 @@ def run_testnet(opts: TestnetOptions) -> int:
         print(json.dumps(rep))
     else:
         _print_report(rep)
-    return 0 if converged else 1
+    wrong = rep.get("jobs", {}).get("wrong_accepted", 0)
+    return 0 if converged and not wrong else 1

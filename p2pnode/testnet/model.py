@@ -35,6 +35,8 @@ class TestnetOptions:
     requesters: int = 1
     job_n: int = 64
     job_kind: str = "matmul"
+    cheaters: int = 0
+    """Workers that return wrong results (the last nodes; never a requester)."""
     start_concurrency: int = 0
     """Nodes starting at once (0: ``default_start_concurrency()``)."""
 

@@ -82,3 +82,28 @@ def test_testnet_up_with_jobs(tmp_path: Path) -> None:
     assert report["converged"] is True
     assert jobs["submitted"] == jobs["completed"] == 6 and jobs["failed"] == 0
     assert jobs["p50_ms"] is not None and jobs["p99_ms"] >= jobs["p50_ms"]
+
+
+@pytest.mark.slow
+def test_testnet_cheaters_are_caught(tmp_path: Path) -> None:
+    # Two of three workers cheat; every accepted output is rechecked by the launcher from
+    # the inputs (wrong_accepted), and the cheats leave fraud proofs that all nodes take.
+    res = subprocess.run(
+        [sys.executable, "-m", "p2pnode", "testnet", "up", "-n", "4", "--jobs", "6",
+         "--cheaters", "2", "--job-n", "24", "--duration", "60", "--json",
+         "--dir", str(tmp_path / "tn")],
+        capture_output=True, env=child_env(), timeout=200, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    report = json.loads(res.stdout)
+    jobs = report["jobs"]
+    assert jobs["completed"] == 6 and jobs["wrong_accepted"] == 0
+    assert jobs["verified"] == jobs["outputs_rechecked"] == 6
+    assert jobs["fraud_proofs"] >= 1 and jobs["fraud_seen_by"] == 4
+    assert set(jobs["rejected_by_reason"]) <= {"wrong_result", "bad_proof"}
+    assert len(report["cheaters"]) == 2
+
+
+def test_testnet_refuses_more_cheaters_than_it_can_carry(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "testnet", "up", "-n", "3", "--cheaters", "2")
+    assert code == 2 and "at least one honest worker" in err
