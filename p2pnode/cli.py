@@ -223,6 +223,12 @@ def cmd_caps(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench_proofs(a: argparse.Namespace) -> int:
+    from p2pnode.proofs.bench import main_args
+
+    return main_args(a)
+
+
 def cmd_testnet_up(a: argparse.Namespace) -> int:
     from p2pnode.testnet.launcher import run_testnet
     from p2pnode.testnet.model import TestnetOptions
@@ -318,6 +324,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("id", help="job id (hex) or a unique prefix")
     sp.add_argument("--output", help="write the job's output to this file")
 
+    bn = sub.add_parser("bench", help="benchmarks of this machine")
+    bsub = bn.add_subparsers(dest="bench_command", metavar="SUBCOMMAND", required=True)
+    bp = bsub.add_parser(
+        "proofs", help="what checking a matmul result costs against computing it",
+        description="For matmul n in 512, 1024, 2048: the worker's time (exact product and "
+        "row commitment), the bare float64 BLAS product, the verifier's time (Freivalds' "
+        "test) and their ratios, with the soundness in bits (spec 06).")
+    from p2pnode.proofs.bench_args import add_arguments as add_bench_proofs
+
+    add_bench_proofs(bp)
+    bp.set_defaults(func=cmd_bench_proofs)
+
     tn = sub.add_parser("testnet", help="local multi-node networks on 127.0.0.1")
     tsub = tn.add_subparsers(dest="testnet_command", metavar="SUBCOMMAND", required=True)
     up = tsub.add_parser(
@@ -357,8 +375,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from p2pnode.api.client import ApiError, NodeNotRunning
+    import os
 
+    from p2pnode.api.client import ApiError, NodeNotRunning
+    from p2pnode.jobs.executors import BLAS_ENV
+
+    # Before anything loads numpy: a node verifies results with BLAS in its own process
+    # too, and a benchmark measures with the settings the node runs with.
+    for k, v in BLAS_ENV.items():
+        os.environ.setdefault(k, v)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -9,6 +9,7 @@ its randomness, which it derives from a secret of its own and the committed valu
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +34,30 @@ def row_bytes(c: npt.NDArray[np.int64], i: int) -> bytes:
     return np.ascontiguousarray(c[i], dtype="<i8").tobytes()
 
 
+# From this many elements the rows are hashed in two threads (hashlib lets go of the GIL
+# for buffers over 2 KiB): 30 -> 16 ms at n = 2048 on two cores.
+PARALLEL_ELEMENTS = 1 << 18
+
+
+def _leaf_hashes(le: npt.NDArray[np.int64], lo: int, hi: int) -> list[bytes]:
+    out = []
+    for i in range(lo, hi):
+        h = hashlib.sha256(rows.LEAF)
+        h.update(le[i])
+        out.append(h.digest())
+    return out
+
+
 def leaves(c: npt.NDArray[np.int64]) -> list[bytes]:
+    """The leaf hashes of ``c``'s rows (PRF-1)."""
     le = np.ascontiguousarray(c, dtype="<i8")
-    return [rows.leaf_hash(le[i].tobytes()) for i in range(le.shape[0])]
+    n = le.shape[0]
+    if le.size < PARALLEL_ELEMENTS or n < 2:
+        return _leaf_hashes(le, 0, n)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(_leaf_hashes, le, 0, n // 2)
+        second = _leaf_hashes(le, n // 2, n)  # meanwhile, here
+        return first.result() + second
 
 
 def rows_root(c: npt.NDArray[np.int64]) -> bytes:

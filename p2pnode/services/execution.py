@@ -39,7 +39,7 @@ from typing import Any, Final
 import trio
 
 import p2pnode
-from p2pnode.jobs.executors import check_lookup
+from p2pnode.jobs.executors import BLAS_ENV, check_lookup
 from p2pnode.jobs.executors import child as child_protocol
 from p2pnode.jobs.executors.base import ExecError, ExecResult, Limits
 from p2pnode.wire.reasons import Reason
@@ -61,7 +61,7 @@ def _child_env() -> dict[str, str]:
     # The child must import this p2pnode even when it is not installed (a source tree on
     # PYTHONPATH or the tests' pythonpath); appended, so it never shadows anything.
     root = str(Path(p2pnode.__file__).resolve().parent.parent)
-    env = dict(os.environ)
+    env = {**BLAS_ENV, **os.environ}  # an operator's own setting wins
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = root if not path else path + os.pathsep + root
     return env

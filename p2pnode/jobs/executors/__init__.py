@@ -30,6 +30,13 @@ if TYPE_CHECKING:
 
 KINDS: Final = ("matmul", "wasm")
 
+# The environment executor processes get (set before numpy loads its BLAS). OpenBLAS's
+# threads spin for up to a few hundred ms after each call by default: an idle executor
+# burnt 0.1 s of CPU after each n = 1024 product, taken from the node's networking on the
+# same cores and from the worker's row commitment (30 -> 20 ms at n = 2048). With 2^4
+# cycles they sleep at once; a product waits for its threads once, at its start.
+BLAS_ENV: Final = {"OPENBLAS_THREAD_TIMEOUT": "4"}
+
 # Names this package re-exports from a kind's module, imported on first access.
 _LAZY: Final = {
     "MatmulExecutor": "matmul",
