@@ -1,6 +1,6 @@
 """The cost of checking a matmul result against computing it (``p2pnode bench proofs``).
 
-    python -m bench.bench_proofs [--n 512 1024 2048] [--repeat 5] [--json]
+    python -m bench.bench_proofs [--n 512 1024 2048] [--repeat 7] [--json]
 
 The benchmark lives in the package (:mod:`p2pnode.proofs.bench`) so that an installed node
 runs it as ``p2pnode bench proofs``; this module runs the same code from a checkout.

@@ -92,6 +92,66 @@ def _bar(f: Files, p: Params) -> Outcome:
     return Outcome("ignore" if reason is Reason.BARRED else "reject", reason.value)
 
 
+def _wasm_subset(f: Files, p: Params) -> Outcome:
+    from p2pnode.proofs import wasm_subset
+
+    try:
+        sub = wasm_subset.check(f["module.bin"])
+    except WireError as e:
+        return Outcome("reject", e.reason.value)
+    return Outcome("valid", outputs={"globals.json": list(sub.mutable_globals)})
+
+
+def _wasm_fuel(f: Files, p: Params) -> Outcome:
+    """The fuel used by alloc and init together, then by each step (at most 1000)."""
+    from p2pnode.proofs import wasm_step
+
+    r = wasm_step.StepRun(f["module.bin"], 1 << 40)
+    init = last = r.start(b"").fuel
+    steps = []
+    while not r.done and len(steps) < 1000:
+        r.step()
+        steps.append(r.fuel - last)
+        last = r.fuel
+    return Outcome("valid", outputs={"fuel.json": {"init": init, "steps": steps}})
+
+
+def _wasm_chain(f: Files, p: Params) -> Outcome:
+    from p2pnode.proofs import wasm_step
+
+    chain = wasm_step.run(f["module.bin"], f["input.bin"], 1 << 40, p["interval"])
+    return Outcome("valid", outputs={"chain.json": {
+        "entries": [e.hex() for e in chain.raw], "root": chain.root().hex(),
+        "output": chain.output.hex()}})
+
+
+def _bisect(f: Files, p: Params) -> Outcome:
+    from p2pnode.proofs import bisect
+
+    chains = [[bytes.fromhex(x) for x in f[n]] for n in ("chain_a.json", "chain_b.json")]
+    leaves = [[rows.leaf_hash(x) for x in c] for c in chains]
+    claims = [bisect.Claim(rows.root_of_leaves(lv), len(lv)) for lv in leaves]
+    game = bisect.Bisection(claims[0], claims[1])
+    asked: list[int] = []
+    step = game.start()
+    while isinstance(step, bisect.Ask):
+        i = step.index
+        asked.append(i)
+        answers = [bisect.Answer(c[i], tuple(rows.path(lv, i)))
+                   for c, lv in zip(chains, leaves, strict=True)]
+        if p.get("lie_at") == len(asked) - 1:
+            answers[1] = bisect.Answer(bytes(41), ())
+        step = game.answer(answers[0], answers[1])
+    segment = None
+    if isinstance(step, bisect.Segment):
+        segment = {"start": step.start}
+        truth = bisect.Entry.decode(bytes.fromhex(p["truth"][step.start + 1]))
+        assert truth is not None
+        step = bisect.settle(step, truth)
+    return Outcome("valid", outputs={"steps.json": {
+        "asked": asked, "segment": segment, "losers": sorted(step.losers)}})
+
+
 HANDLERS: dict[str, Callable[[Files, Params], Outcome]] = {
     "proofs/rows": _rows,
     "proofs/params": _params,
@@ -101,4 +161,8 @@ HANDLERS: dict[str, Callable[[Files, Params], Outcome]] = {
     "proofs/wrong_row": _wrong_row,
     "proofs/fraud": _fraud,
     "proofs/bar": _bar,
+    "proofs/wasm_subset": _wasm_subset,
+    "proofs/wasm_fuel": _wasm_fuel,
+    "proofs/wasm_chain": _wasm_chain,
+    "proofs/bisect": _bisect,
 }

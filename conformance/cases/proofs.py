@@ -334,6 +334,113 @@ def bar() -> Iterator[Case]:
                    ("FRD-7",))
 
 
+# -- step modules (WSM-1 .. WSM-4) and the bisection game (DSP-1, DSP-2) ------------------------
+
+STEP_SHELL = """(module (memory (export "memory") 1)
+  (global $g (export "g") (mut i32) (i32.const 0))
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "init") (param i32 i32))
+  (func (export "step") (result i32) %s)
+  (func (export "output") (result i64) (i64.const 8)))"""
+
+
+def _step_module(body: str) -> bytes:
+    from p2pnode.jobs.executors.wasm import compile_wat
+
+    return compile_wat(STEP_SHELL % body)
+
+
+def wasm_subset() -> Iterator[Case]:
+    from p2pnode.jobs.executors.wasm import compile_wat
+    from p2pnode.jobs.wasm_examples import example_module
+
+    yield Case("step_lcg", Inputs({"module.bin": example_module("step_lcg")}),
+               valid({"globals.json": ["left", "steps", "x"]}),
+               "the shipped example: three exported mutable globals", ("WSM-1",))
+    for name, src, desc in (
+            ("imports", '(module (import "env" "f" (func)) (memory (export "memory") 1))',
+             "an import"),
+            ("hidden_global", '(module (memory (export "memory") 1) '
+             '(global (mut i32) (i32.const 0)))', "a mutable global not exported"),
+            ("float_global", '(module (memory (export "memory") 1) '
+             '(global (export "f") (mut f64) (f64.const 0)))', "a mutable f64 global"),
+            ("table_set", '(module (memory (export "memory") 1) (table 1 funcref) '
+             '(func (table.set 0 (i32.const 0) (ref.null func))))', "table.set"),
+            ("simd", '(module (memory (export "memory") 1) '
+             '(func (drop (v128.const i64x2 0 0))))', "a SIMD instruction")):
+        yield Case(name, Inputs({"module.bin": compile_wat(src)}), reject(Reason.BAD_FIELD),
+                   desc, ("WSM-1",))
+    yield Case("not_wasm", Inputs({"module.bin": b"\x00asm\x02\x00\x00\x00"}),
+               reject(Reason.BAD_FIELD), "not a version 1 binary module", ("WSM-1",))
+
+
+# (name, step body, fuel of init, fuel of each step until it returns 0, description)
+FUEL_CASES: tuple[tuple[str, str, list[int], str], ...] = (
+    ("constant", "(i32.const 0)", [2], "one step: entry 1, i32.const 1"),
+    ("markers", "nop (block (nop)) (loop (nop)) (i32.const 0)", [2],
+     "nop, block, loop and end cost nothing"),
+    ("drop", "(drop (i32.const 7)) (i32.const 0)", [3], "drop costs nothing"),
+    ("grow", "(drop (memory.grow (i32.const 2))) (i32.const 0)", [6],
+     "memory.grow costs 1 and the 2 pages it adds"),
+    ("grow_fails", "(drop (memory.grow (i32.const 100000))) (i32.const 0)", [4],
+     "a memory.grow that fails costs 1"),
+    ("three_steps", "(global.set $g (i32.add (global.get $g) (i32.const 1))) "
+     "(i32.lt_u (global.get $g) (i32.const 3))", [8, 8, 8],
+     "a global counted to 3: global.get, i32.const, i32.add, global.set, global.get, "
+     "i32.const, i32.lt_u and the entry, 8 a step"),
+    ("call", "(call $inc) (i32.const 0)) (func $inc (global.set $g (i32.const 1))", [6],
+     "a call costs 1 and the callee's invocation 1"),
+)
+
+
+def wasm_fuel() -> Iterator[Case]:
+    for name, body, fuel, desc in FUEL_CASES:
+        yield Case(name, Inputs({"module.bin": _step_module(body)}),
+                   valid({"fuel.json": {"init": 3, "steps": fuel}}),
+                   desc + "; before the steps, alloc costs 2 (its invocation and a "
+                   "constant) and init 1 (its invocation)", ("WSM-4", "WSM-2"))
+
+
+def wasm_chain() -> Iterator[Case]:
+    from p2pnode.jobs.wasm_examples import example_module
+
+    for steps, interval in ((5, 1), (40, 20_000), (40, 1 << 40)):
+        yield Case(f"lcg_{steps}_steps_every_{interval}", Inputs(
+            {"module.bin": example_module("step_lcg"), "input.bin":
+             steps.to_bytes(4, "little")}, {"interval": interval}), valid(),
+            f"{steps} steps of the example, a checkpoint every {interval} fuel",
+            ("WSM-3", "WSM-2"))
+
+
+def _chain_entries(n: int, salt: bytes = b"") -> list[str]:
+    from p2pnode.proofs.bisect import Entry
+
+    return [Entry(100 * (i + 1), i == n - 1,
+                  hashlib.sha256(b"state %d" % i + salt).digest()).encode().hex()
+            for i in range(n)]
+
+
+def bisect() -> Iterator[Case]:
+    honest = _chain_entries(100)
+    cheat = honest[:37] + _chain_entries(100, b"x")[37:]
+    for name, a, b, lie, desc in (
+            ("diverges_at_37", honest, cheat, None,
+             "the cheater's chain differs from entry 37 on: 7 questions, segment 36-37"),
+            ("diverges_at_start", honest, _chain_entries(100, b"x"), None,
+             "every entry differs: the segment is the run's start to entry 0"),
+            ("cheater_first", cheat, honest, None, "the same, the cheater as party 0"),
+            ("bad_path", honest, cheat, 3, "party 1 answers the fourth question with "
+             "bytes that do not verify: it loses at once"),
+            ("same_final_state", honest, list(honest), None,
+             "equal final entries: nothing to settle"),
+            ("shorter_chain", honest, [*honest[:49], honest[49][:16] + "01" + honest[49][18:]],
+             None,
+             "party 1 claims the run ended at entry 49")):
+        yield Case(name, Inputs({"chain_a.json": a, "chain_b.json": b},
+                                {"lie_at": lie, "truth": honest}), valid(), desc,
+                   ("DSP-1", "DSP-2"))
+
+
 HANDLERS: dict[str, Callable[[], Iterator[Case]]] = {
     "rows": rows,
     "params": params,
@@ -343,4 +450,8 @@ HANDLERS: dict[str, Callable[[], Iterator[Case]]] = {
     "wrong_row": wrong_row,
     "fraud": fraud,
     "bar": bar,
+    "wasm_subset": wasm_subset,
+    "wasm_fuel": wasm_fuel,
+    "wasm_chain": wasm_chain,
+    "bisect": bisect,
 }

@@ -13,8 +13,11 @@ For each matmul n (square products of seeded random int8 matrices), best of ``re
 Content-id hashing of the blobs is left out of both sides: every blob of every kind is
 hashed on its way (BLOB-13), whatever the proof.
 
-The ``wasm`` half of the issue's benchmark (checkpoint chains, bisection) is not built yet:
-``wasm`` is null and ``wasm_status`` says so.
+For wasm, a dispute between an honest and a cheating run of the ``step_lcg`` example
+(spec 06 WSM, DSP), in this process: ``fuel``; ``checkpoints``; ``checkpoint_overhead``,
+the checkpointed run's time over the same run with fuel alone; ``dispute_rounds`` (at
+most ``max_rounds`` = 1 + ceil(log2(checkpoints))); ``referee_fraction``, the fuel of the
+one segment the referee re-executed over the job's.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from p2pnode.jobs.tensors import random_int8_matrix
 from p2pnode.proofs import matmul
 from p2pnode.proofs.bench_args import DEFAULT_SIZES, add_arguments
 
-WASM_STATUS = "not implemented: wasm checkpoint chains and bisection disputes are still open"
+WASM_STEPS = 20_000  # of the step_lcg example: about 160 M fuel
+WASM_CHECKPOINTS = 512
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -78,14 +82,73 @@ def bench_matmul(n: int, repeat: int) -> dict[str, Any]:
             "caught": caught}
 
 
-def run(sizes: Sequence[int] = DEFAULT_SIZES, repeat: int = 5,
-        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def bench_wasm(steps: int = WASM_STEPS, checkpoints: int = WASM_CHECKPOINTS) -> dict[str, Any]:
+    """A dispute between an honest and a cheating run of the step_lcg example: the cheater
+    flips one word of memory at 60 % of the steps and commits to what follows."""
+    from p2pnode.jobs.wasm_examples import example_module
+    from p2pnode.proofs import bisect, wasm_step
+    from p2pnode.proofs import rows as rows_mod
+
+    module = example_module("step_lcg")
+    data = steps.to_bytes(4, "little")
+    limit = 1 << 40
+    t0 = time.perf_counter()
+    fuel, out = wasm_step.fuel_only(module, data, limit)
+    plain_s = time.perf_counter() - t0
+    interval = max(1, fuel // checkpoints)
+    t0 = time.perf_counter()
+    honest = wasm_step.run(module, data, limit, interval, keep_states=True)
+    chain_s = time.perf_counter() - t0
+    if honest.output != out:
+        raise RuntimeError("checkpointing changed the output")
+
+    def flip(r: wasm_step.StepRun, k: int) -> None:
+        if k == steps * 6 // 10:
+            r.poke(4096, b"\xff")
+
+    cheat = wasm_step.run(module, data, limit, interval, tamper=flip)
+
+    def party(chain: wasm_step.Chain) -> tuple[bisect.Claim, list[bytes], list[bytes]]:
+        raw = chain.raw
+        leaves = [rows_mod.leaf_hash(x) for x in raw]
+        return bisect.Claim(rows_mod.root_of_leaves(leaves), len(raw)), raw, leaves
+
+    (ca, ra, la), (cb, rb, lb) = party(honest), party(cheat)
+    game = bisect.Bisection(ca, cb)
+    step = game.start()
+    while isinstance(step, bisect.Ask):
+        i = step.index
+        step = game.answer(bisect.Answer(ra[i], tuple(rows_mod.path(la, i))),
+                           bisect.Answer(rb[i], tuple(rows_mod.path(lb, i))))
+    assert isinstance(step, bisect.Segment), step
+    start = None if step.start == bisect.START else honest.states[step.start]
+    if start is not None and start.digest() != step.agreed.digest:  # type: ignore[union-attr]
+        raise RuntimeError("the agreed state does not hash to the agreed entry")
+    t0 = time.perf_counter()
+    replayed = wasm_step.replay(module, data, limit, interval, start)
+    referee_s = time.perf_counter() - t0
+    outcome = bisect.settle(step, replayed)
+    segment_fuel = replayed.fuel - (start.fuel if start is not None else 0)
+    return {"fuel": fuel, "checkpoints": len(honest.entries),
+            "checkpoint_overhead": round(chain_s / plain_s, 3),
+            "dispute_rounds": game.rounds,
+            "max_rounds": bisect.max_rounds(len(honest.entries)),
+            "referee_fraction": round(segment_fuel / fuel, 6),
+            "referee_s": round(referee_s, 4), "run_s": round(plain_s, 4),
+            "cheater_lost": outcome.losers == frozenset({1})}
+
+
+def run(sizes: Sequence[int] = DEFAULT_SIZES, repeat: int = 7,
+        progress: Callable[[str], None] | None = None,
+        wasm_steps: int = WASM_STEPS) -> dict[str, Any]:
     rows = []
     for n in sizes:
         if progress is not None:
             progress(f"matmul n={n} ...")
         rows.append(bench_matmul(n, repeat))
-    return {"matmul": rows, "wasm": None, "wasm_status": WASM_STATUS,
+    if progress is not None:
+        progress(f"wasm: {wasm_steps} steps, a dispute ...")
+    return {"matmul": rows, "wasm": bench_wasm(wasm_steps),
             "baseline": "float64 BLAS product of the same matrices (numpy, already float64)",
             "excluded": "content-id hashing of blobs (BLOB-13), the same for every kind",
             "machine": {"python": platform.python_version(), "machine": platform.machine()}}
@@ -99,7 +162,11 @@ def print_table(rep: dict[str, Any]) -> None:
               f"{r['verify_s']:>9.4f} {r['ratio']:>7.4f} {r['soundness_bits']:>5} "
               f"{'yes' if r['caught'] else 'NO'}")
     print(f"baseline: {rep['baseline']}; excluded from both: {rep['excluded']}")
-    print(f"wasm: {rep['wasm_status']}")
+    w = rep["wasm"]
+    print(f"wasm: {w['fuel']} fuel, {w['checkpoints']} checkpoints, overhead "
+          f"{w['checkpoint_overhead']}x over fuel alone; dispute {w['dispute_rounds']} rounds "
+          f"(at most {w['max_rounds']}), referee re-ran {w['referee_fraction']:.5f} of the "
+          f"job in {w['referee_s']} s; cheater lost: {w['cheater_lost']}")
 
 
 def main_args(a: argparse.Namespace) -> int:
@@ -108,12 +175,12 @@ def main_args(a: argparse.Namespace) -> int:
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    rep = run(a.n, a.repeat, say)
+    rep = run(a.n, a.repeat, say, a.wasm_steps)
     if a.json:
         print(json.dumps(rep))
     else:
         print_table(rep)
-    return 0 if all(r["caught"] for r in rep["matmul"]) else 1
+    return 0 if all(r["caught"] for r in rep["matmul"]) and rep["wasm"]["cheater_lost"] else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

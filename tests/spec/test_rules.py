@@ -17,7 +17,7 @@ SPEC = Path(__file__).resolve().parents[2] / "spec"
 CHAPTERS = sorted(SPEC.glob("*.md"))
 PREFIXES = ("ID", "ENC", "ENV", "FRM", "CAPS", "TBL", "PUB", "RL", "NET", "JOB", "DHT", "OFR",
             "LEASE", "XCH", "WRK", "VER", "MAT", "EXE", "BLOB", "KAD", "ADDR", "PEER", "SYNC",
-            "PRF", "FRD")
+            "PRF", "FRD", "WSM", "DSP")
 RULE_DEF = re.compile(r"^- \*\*([A-Z]+-\d+)\*\*", re.M)
 RULE_REF = re.compile(r"\b(%s)-(\d+)\b" % "|".join(PREFIXES))
 

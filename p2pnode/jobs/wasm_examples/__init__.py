@@ -2,7 +2,8 @@
 
 ``sum``, ``reverse``: small correct jobs; ``spin``, ``grow``, ``trap``: jobs that end in the
 fuel or wall-time limit, the memory limit and a trap. Used by tests, the testnet's load
-generator and the docs; each follows the ABI of :mod:`p2pnode.jobs.executors.wasm`.
+generator and the docs; each follows the ABI of :mod:`p2pnode.jobs.executors.wasm`,
+except ``step_lcg``, a step module (spec 06 WSM-2, :mod:`p2pnode.proofs.wasm_step`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Final
 
 from p2pnode.jobs.executors.wasm import compile_wat
 
-EXAMPLES: Final = ("grow", "reverse", "spin", "sum", "trap")
+EXAMPLES: Final = ("grow", "reverse", "spin", "step_lcg", "sum", "trap")
 
 
 def example_source(name: str) -> str:
