@@ -152,6 +152,19 @@ def _bisect(f: Files, p: Params) -> Outcome:
         "asked": asked, "segment": segment, "losers": sorted(step.losers)}})
 
 
+def _receipt(f: Files, p: Params) -> Outcome:
+    from p2pnode.proofs.receipts import open_receipt
+
+    try:
+        sr = open_receipt(f["receipt.cbor"], net=p["net"])
+    except WireError as e:
+        return Outcome("reject", e.reason.value)
+    r = sr.receipt
+    return Outcome("valid", outputs={"receipt.json": {
+        "requester": sr.requester.hex(), "job": r.job.hex(), "worker": r.worker.hex(),
+        "lease": r.lease, "price": r.price, "verified": r.verified}})
+
+
 HANDLERS: dict[str, Callable[[Files, Params], Outcome]] = {
     "proofs/rows": _rows,
     "proofs/params": _params,
@@ -165,4 +178,5 @@ HANDLERS: dict[str, Callable[[Files, Params], Outcome]] = {
     "proofs/wasm_fuel": _wasm_fuel,
     "proofs/wasm_chain": _wasm_chain,
     "proofs/bisect": _bisect,
+    "proofs/receipt": _receipt,
 }

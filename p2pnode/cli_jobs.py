@@ -144,6 +144,8 @@ def cmd_job_show(a: argparse.Namespace) -> int:
           f"\nstored at  {d['output_path'] or '-'}\nreassigned {d['reassigned']}")
     if d["latency_ms"] is not None:
         print(f"latency    {d['latency_ms']} ms (submit to verified result)")
+    for r in d.get("receipts", []):
+        print(f"receipt    {r['id']}")
     print("history:")
     t0 = d["history"][0]["ts_ms"] if d["history"] else 0
     for h in d["history"]:

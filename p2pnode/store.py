@@ -27,6 +27,10 @@ CREATE TABLE IF NOT EXISTS req_jobs (
     id BLOB PRIMARY KEY, spec BLOB NOT NULL, state TEXT NOT NULL, row TEXT NOT NULL,
     created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS req_jobs_state ON req_jobs(state);
+-- receipts this node signed as a requester (spec 06 RCP-1), by their content id
+CREATE TABLE IF NOT EXISTS receipts (
+    id BLOB PRIMARY KEY, job BLOB NOT NULL, lease INTEGER NOT NULL, raw BLOB NOT NULL,
+    ts_ms INTEGER NOT NULL, UNIQUE(job, lease));
 -- jobs this node worked on
 CREATE TABLE IF NOT EXISTS work_jobs (
     id BLOB PRIMARY KEY, spec BLOB NOT NULL, state TEXT NOT NULL, row TEXT NOT NULL,
@@ -130,6 +134,34 @@ class NodeStore:
             args = states
         return [(bytes(jid), bytes(spec), json.loads(row), int(created))
                 for jid, spec, row, created in self.db.execute(q + " ORDER BY created_ms", args)]
+
+    @_locked
+    def save_receipt(self, receipt_id: bytes, job: bytes, lease: int, raw: bytes,
+                     ts_ms: int) -> bytes:
+        """Store a receipt, durable before it returns; one per (job, lease): a second one
+        for the same lease is not stored and the first one's raw bytes come back."""
+        with self.db:
+            self.db.execute("INSERT OR IGNORE INTO receipts(id, job, lease, raw, ts_ms) "
+                            "VALUES(?,?,?,?,?)", (receipt_id, job, lease, raw, ts_ms))
+            row = self.db.execute("SELECT raw FROM receipts WHERE job=? AND lease=?",
+                                  (job, lease)).fetchone()
+        return bytes(row[0])
+
+    @_locked
+    def delete_receipt(self, job: bytes, lease: int) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM receipts WHERE job=? AND lease=?", (job, lease))
+
+    @_locked
+    def receipts(self, job: bytes | None = None) -> list[bytes]:
+        q, args = "SELECT raw FROM receipts", ()
+        if job is not None:
+            q, args = q + " WHERE job=?", (job,)  # type: ignore[assignment]
+        return [bytes(r[0]) for r in self.db.execute(q + " ORDER BY ts_ms", args)]
+
+    @_locked
+    def receipt_count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM receipts").fetchone()[0])
 
     @_locked
     def save_work_job(self, job_id: bytes, spec: bytes, state: str, row: dict[str, Any],

@@ -441,6 +441,38 @@ def bisect() -> Iterator[Case]:
                    ("DSP-1", "DSP-2"))
 
 
+# -- receipts (RCP-2) --------------------------------------------------------------------------
+
+
+def receipt() -> Iterator[Case]:
+    from p2pnode.proofs.receipts import T_RECEIPT, Receipt
+
+    base = Receipt(net=NET, job=JOB_ID, lease=1, worker=BOB.public_key,
+                   output=cid_of(_blob(TRUE)), price=900, verified="freivalds", ts=NOW_MS)
+    yield Case("valid", Inputs({"receipt.cbor": base.seal(ALICE)}, {"net": NET}), valid({
+        "receipt.json": {"requester": ALICE.public_key.hex(), "job": JOB_ID.hex(),
+                         "worker": BOB.public_key.hex(), "lease": 1, "price": 900,
+                         "verified": "freivalds"}}),
+        "the requester's receipt for lease 1", ("RCP-2",))
+    for name, r, signer, expected, desc in (
+            ("other_network", dataclasses.replace(base, net="testnet"), ALICE,
+             reject(Reason.WRONG_NETWORK), "a receipt for another network"),
+            ("unknown_check", dataclasses.replace(base, verified="trust"), ALICE,
+             reject(Reason.BAD_FIELD), "verified by nothing this chapter defines"),
+            ("self_paid", dataclasses.replace(base, worker=ALICE.public_key), ALICE,
+             reject(Reason.SIGNER_MISMATCH), "a requester paying itself")):
+        yield Case(name, Inputs({"receipt.cbor": r.seal(signer)}, {"net": NET}), expected,
+                   desc, ("RCP-2",))
+    body = {**base.to_body(), "bonus": 1}
+    yield Case("extra_key", Inputs({"receipt.cbor": envelope.seal(ALICE, T_RECEIPT, 1, body)},
+                                   {"net": NET}), reject(Reason.UNKNOWN_FIELD),
+               "a key the receipt does not define", ("RCP-2",))
+    env = cbor.decode(base.seal(ALICE))
+    env["s"] = bytes([env["s"][0] ^ 1]) + env["s"][1:]
+    yield Case("forged", Inputs({"receipt.cbor": cbor.encode(env)}, {"net": NET}),
+               reject(Reason.BAD_SIGNATURE), "a signature that does not verify", ("RCP-2",))
+
+
 HANDLERS: dict[str, Callable[[], Iterator[Case]]] = {
     "rows": rows,
     "params": params,
@@ -454,4 +486,5 @@ HANDLERS: dict[str, Callable[[], Iterator[Case]]] = {
     "wasm_fuel": wasm_fuel,
     "wasm_chain": wasm_chain,
     "bisect": bisect,
+    "receipt": receipt,
 }

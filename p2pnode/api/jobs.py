@@ -148,6 +148,11 @@ def job_handlers(node: Any) -> dict[str, Any]:
             job = find_job(node.market.jobs, str(args.get("id", "")))
         except KeyError as e:
             raise JobArgsError(str(e.args[0])) from e
-        return job_detail(job, node.blobs, node.peer_id)
+        d = job_detail(job, node.blobs, node.peer_id)
+        from p2pnode.wire.cid import cid_of
+
+        raws = await trio.to_thread.run_sync(node.store.receipts, job.id)
+        d["receipts"] = [{"id": cid_of(r).hex(), "raw": r.hex()} for r in raws]
+        return d
 
     return {"job.submit": submit, "job.list": list_, "job.show": show}

@@ -90,6 +90,7 @@ def node_status(node: Any) -> dict[str, Any]:
         "counters": node.metrics.snapshot(),
         "jobs": jobs,
         "fraud": node.fraud.summary() if getattr(node, "fraud", None) is not None else {},
+        "receipts": node.store.receipt_count(),
         "limits": limits,
     }
 

@@ -366,13 +366,37 @@ class RequesterService:
         now = self.clock.now_ms()
         if result is not None:
             ok, reason, checked = result
-            _, effects = self.machine.on_checked(c.job, c.lease, ok, reason, now, checked)
+            # RCP-1: the receipt is durable before the acceptance is (the job's row), and so
+            # before the verdict leaves; if the lease is not accepted after all (its
+            # verification deadline struck meanwhile), the receipt is taken back.
+            receipt = await self._receipt(c) if ok else None
+            lease, effects = self.machine.on_checked(c.job, c.lease, ok, reason,
+                                                     self.clock.now_ms(), checked)
+            if receipt is not None and (lease is None or lease.state is not LeaseState.ACCEPTED):
+                await trio.to_thread.run_sync(self.store.delete_receipt, c.job, c.lease)
             await self._apply(effects)
             self.count("requester", "verified" if ok else "rejected")
         else:  # out of time: the machine judges it at its deadline (LEASE-12)
             await self._apply(self.machine.on_timer(now, self.clock.wall_ms()))
         self._results.pop((c.job, c.lease), None)
         self._judged.pop((c.job, c.lease), trio.Event()).set()
+
+    async def _receipt(self, c: CheckOutput) -> bytes | None:
+        from p2pnode.proofs.receipts import Receipt, verified_by
+
+        job = self.jobs.get(c.job)
+        lease = job.leases.get(c.lease) if job is not None else None
+        if job is None or lease is None or lease.output is None or \
+                lease.state is not LeaseState.VERIFYING:
+            return None
+        r = Receipt(net=self.net, job=c.job, lease=lease.number, worker=lease.worker,
+                    output=lease.output, price=lease.price,
+                    verified=verified_by(job.spec.kind), ts=self.clock.wall_ms())
+        raw = r.seal(self.identity)
+        raw = await trio.to_thread.run_sync(self.store.save_receipt, cid_of(raw), c.job,
+                                            lease.number, raw, r.ts)
+        self.count("requester", "receipt")
+        return raw
 
     def bar(self, cheater: bytes, job: bytes, until_wall: int) -> None:
         """FRD-7: a valid fraud proof (ours or gossiped) bars ``cheater`` from our leases."""

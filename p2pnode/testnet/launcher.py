@@ -359,6 +359,8 @@ def _report(opts: TestnetOptions, root: Path, nodes: list[NodeProc], converged: 
         rep["jobs"]["fraud_proofs"] = sum(int(f.get("published", 0)) for f in fraud)
         # Nodes that checked a proof and barred its cheater (a publisher counts itself).
         rep["jobs"]["fraud_seen_by"] = sum(1 for f in fraud if int(f.get("taken", 0)) > 0)
+        # Receipts the requesters signed (spec 06 RCP-1): one per accepted result.
+        rep["jobs"]["receipts"] = sum(int(n.status.get("receipts", 0)) for n in nodes)
         rep["cheaters"] = [n.peer_id for n in nodes[opts.n - opts.cheaters:]] \
             if opts.cheaters else []
     return rep

@@ -10,8 +10,9 @@ import trio
 from p2pnode.api.jobs import job_handlers
 from p2pnode.api.views import job_detail, job_summary
 from p2pnode.jobs import tensors
-from p2pnode.jobs.market import JobState
+from p2pnode.jobs.market import JobState, LeaseState
 from p2pnode.jobs.model import Requirements
+from p2pnode.proofs.receipts import open_receipt
 from tests.integration.helpers import LOOP_WAT, run_in_own_scope, running_nodes, wait_for
 
 
@@ -36,6 +37,12 @@ async def test_matmul_job_offered_from_caps_table_completes_exactly(tmp_path: Pa
         a = tensors.decode_matrix(inputs["a"], 1 << 20).astype(np.int64)
         b = tensors.decode_matrix(inputs["b"], 1 << 20).astype(np.int64)
         assert np.array_equal(out, a @ b)
+        # RCP-1: one receipt, signed by the requester, for the accepted lease.
+        (raw,) = req.store.receipts(job.id)
+        r = open_receipt(raw, net=req.config.network)
+        accepted = next(le for le in job.leases.values() if le.state is LeaseState.ACCEPTED)
+        assert r.requester == req.identity.public_key and r.receipt.worker == accepted.worker
+        assert r.receipt.output == accepted.output and r.receipt.verified == "freivalds"
 
 
 async def test_workers_find_jobs_through_the_dht(tmp_path: Path) -> None:

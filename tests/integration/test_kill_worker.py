@@ -101,3 +101,35 @@ def test_kill_9_requester_restarts_with_its_jobs_and_completes_them(tmp_path: Pa
             assert final["worker"] == worker.peer_id
     finally:
         launcher.stop_nodes(nodes)
+
+
+def test_kill_9_requester_keeps_a_receipt_for_every_accepted_result(tmp_path: Path) -> None:
+    # RCP-1: whatever moment the requester dies at, every result its worker was told was
+    # accepted has a receipt in the requester's store when it comes back.
+    nodes = prepare(tmp_path, 2, "killrcpt")
+    req, worker = nodes
+    try:
+        launcher.start_network(nodes)
+        launcher.wait_caps_converged(nodes, 30)
+        jobs = call(req.home, "job.submit", {"kind": "matmul", "n": 48, "count": 12,
+                                             "lease_s": 10, "deadline_s": 120})
+        ids = {j["id"] for j in jobs}
+
+        def accepted_by_worker() -> set[str]:
+            work = call(worker.home, "job.list", timeout=10)["work"]
+            return {w["id"] for w in work if w["state"] == "accepted"} & ids
+
+        poll(lambda: len(accepted_by_worker()) >= 3 or None, 60, "three accepted results")
+        assert req.proc is not None
+        os.kill(req.proc.pid, signal.SIGKILL)
+        req.proc.wait()
+        told = accepted_by_worker()  # the verdicts that had left before the kill
+        (req.home / "api.json").unlink(missing_ok=True)
+        launcher._start(req, None)
+        launcher._wait_started(req)
+        for jid in told:
+            receipts = _show(req, jid)["receipts"]
+            assert len(receipts) == 1, jid
+        assert call(req.home, "status")["receipts"] >= len(told)
+    finally:
+        launcher.stop_nodes(nodes)

@@ -31,3 +31,12 @@ def test_fraud_vectors_against_the_schema() -> None:
 def test_a_matmul_commitment_matches() -> None:
     assert conforms("MatmulProof", cbor.encode({"rows": bytes(32)}))
     assert not conforms("MatmulProof", cbor.encode({"rows": bytes(31)}))
+
+
+def test_receipt_schema_keys_and_vectors() -> None:
+    from p2pnode.proofs import receipts
+
+    assert map_keys("Receipt") == set(receipts._KEYS)
+    for v in runner.load(runner.DEFAULT_VECTORS, "proofs/receipt/"):
+        shape_ok = v.meta["expected"].get("reason") not in ("unknown_field", "bad_field")
+        assert conforms("ReceiptEnvelope", v.inputs["receipt.cbor"]) == shape_ok, v.id
