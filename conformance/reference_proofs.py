@@ -165,6 +165,14 @@ def _receipt(f: Files, p: Params) -> Outcome:
         "lease": r.lease, "price": r.price, "verified": r.verified}})
 
 
+def _job_output(f: Files, p: Params) -> Outcome:
+    from p2pnode.proofs.receipts import job_output
+
+    out, how = job_output(p["kind"], p["redundancy"], [bytes.fromhex(x) for x in p["accepted"]])
+    return Outcome("valid", outputs={"output.json": {"output": out.hex() if out else None,
+                                                     "checked": how}})
+
+
 HANDLERS: dict[str, Callable[[Files, Params], Outcome]] = {
     "proofs/rows": _rows,
     "proofs/params": _params,
@@ -179,4 +187,5 @@ HANDLERS: dict[str, Callable[[Files, Params], Outcome]] = {
     "proofs/wasm_chain": _wasm_chain,
     "proofs/bisect": _bisect,
     "proofs/receipt": _receipt,
+    "proofs/job_output": _job_output,
 }

@@ -133,7 +133,9 @@ def cmd_job_show(a: argparse.Namespace) -> int:
     d = ask(a, "job.show", {"id": a.id})
     if a.output:
         if not d["output_path"]:
-            print("error: the job has no output here yet", file=sys.stderr)
+            why = {"disagreement": "its workers' outputs disagree"}.get(
+                d.get("output_checked", ""), "the job has no verified output here yet")
+            print(f"error: {why}", file=sys.stderr)
             return EXIT_ERROR
         Path(a.output).write_bytes(Path(d["output_path"]).read_bytes())
     if a.json:
@@ -141,6 +143,7 @@ def cmd_job_show(a: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"job        {d['id']}\nkind       {d['kind']}\nstate      {d['state']}"
           f"\nworker     {d['worker'] or '-'}\noutput     {d['output'] or '-'}"
+          f" (checked: {d.get('output_checked', '-')})"
           f"\nstored at  {d['output_path'] or '-'}\nreassigned {d['reassigned']}")
     if d["latency_ms"] is not None:
         print(f"latency    {d['latency_ms']} ms (submit to verified result)")

@@ -473,6 +473,20 @@ def receipt() -> Iterator[Case]:
                reject(Reason.BAD_SIGNATURE), "a signature that does not verify", ("RCP-2",))
 
 
+def job_output() -> Iterator[Case]:
+    x, y = cid_of(b"x").hex(), cid_of(b"y").hex()
+    for name, kind, r, outs, out, how, desc in (
+            ("matmul", "matmul", 2, [x, y], x, "freivalds", "every matmul output was proven"),
+            ("wasm_single", "wasm", 1, [x], x, "structural", "one wasm result"),
+            ("wasm_agree", "wasm", 2, [x, x], x, "agreement", "two equal wasm results"),
+            ("wasm_disagree", "wasm", 2, [y, x], None, "disagreement",
+             "two different wasm results: no output, not the first one"),
+            ("wasm_pending", "wasm", 3, [x, x], None, "pending", "two of three results"),
+            ("nothing", "wasm", 1, [], None, "none", "no accepted result")):
+        yield Case(name, Inputs({}, {"kind": kind, "redundancy": r, "accepted": outs}),
+                   valid({"output.json": {"output": out, "checked": how}}), desc, ("PRF-6",))
+
+
 HANDLERS: dict[str, Callable[[], Iterator[Case]]] = {
     "rows": rows,
     "params": params,
@@ -487,4 +501,5 @@ HANDLERS: dict[str, Callable[[], Iterator[Case]]] = {
     "wasm_chain": wasm_chain,
     "bisect": bisect,
     "receipt": receipt,
+    "job_output": job_output,
 }

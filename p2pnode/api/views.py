@@ -12,8 +12,11 @@ from p2pnode.jobs.market import LeaseState, RequesterJob
 
 
 def job_summary(job: RequesterJob, blobs: BlobStore) -> dict[str, Any]:
+    from p2pnode.proofs.receipts import job_output
+
     accepted = [le for le in job.leases.values() if le.state is LeaseState.ACCEPTED]
-    out = accepted[0].output if accepted else None
+    out, how = job_output(job.spec.kind, job.spec.redundancy,
+                          [le.output for le in accepted if le.output is not None])
     return {
         "id": job.id.hex(), "kind": job.spec.kind, "state": job.state.value,
         "created_ms": job.spec.created, "deadline_ms": job.spec.deadline,
@@ -24,6 +27,7 @@ def job_summary(job: RequesterJob, blobs: BlobStore) -> dict[str, Any]:
         "compute_ms": accepted[0].compute_ms if accepted else None,
         "output": out.hex() if out else None,
         "output_path": str(blobs.path(out)) if out and blobs.has(out) else None,
+        "output_checked": how,  # PRF-6: freivalds, agreement, structural, ...
     }
 
 

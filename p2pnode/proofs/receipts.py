@@ -72,6 +72,20 @@ def verified_by(kind: str) -> str:
     return "freivalds" if kind == "matmul" else "structural"
 
 
+def job_output(kind: str, redundancy: int, accepted: list[bytes]) -> tuple[bytes | None, str]:
+    """PRF-6: the output a job hands its user, and how it was established, from the
+    outputs of its accepted leases (in acceptance order)."""
+    if not accepted:
+        return None, "none"
+    if kind == "matmul":
+        return accepted[0], "freivalds"  # each accepted output passed PRF-5
+    if redundancy < 2:
+        return accepted[0], "structural"
+    if len(accepted) >= redundancy and len(set(accepted)) == 1:
+        return accepted[0], "agreement"
+    return None, "disagreement" if len(set(accepted)) > 1 else "pending"
+
+
 def open_receipt(data: bytes, *, net: str,
                  verified: envelope.SignatureCache | None = None) -> SignedReceipt:
     """RCP-2: the receipt in ``data``; raises WireError with the reason."""
