@@ -89,7 +89,8 @@ def _bar(f: Files, p: Params) -> Outcome:
     reason = getattr(d, "reason", None)
     if reason is None:
         return Outcome("valid")
-    return Outcome("ignore" if reason is Reason.BARRED else "reject", reason.value)
+    ignored = (Reason.BARRED, Reason.REQUIREMENTS_UNMET)
+    return Outcome("ignore" if reason in ignored else "reject", reason.value)
 
 
 def _wasm_subset(f: Files, p: Params) -> Outcome:
@@ -173,6 +174,59 @@ def _job_output(f: Files, p: Params) -> Outcome:
                                                      "checked": how}})
 
 
+def _attestation(f: Files, p: Params) -> Outcome:
+    from p2pnode.proofs.challenge import open_attestation
+
+    try:
+        s = open_attestation(f["attest.cbor"], net=p["net"], now_ms=p["now_ms"])
+    except WireError as e:
+        return Outcome("reject", e.reason.value)
+    a = s.attestation
+    return Outcome("valid", outputs={"attest.json": {
+        "challenger": s.challenger.hex(), "subject": a.subject.hex(), "ok": a.ok, "seq": a.seq}})
+
+
+def _key(label: str) -> bytes:
+    from conformance.cases.common import key
+
+    return key(label).public_key
+
+
+def _attest_table(f: Files, p: Params) -> Outcome:
+    from p2pnode.proofs.challenge import Attestation, AttestTable, Signed
+
+    t = AttestTable()
+    for challenger, subject, ok, ts in f["feed.json"]:
+        a = Attestation(net="devnet", subject=_key(subject), seq=1, ok=ok, n=256, ms=1, ts=ts)
+        t.add(Signed(a, _key(challenger), b""))
+    subjects = sorted({row[1] for row in f["feed.json"]})
+    me = _key(p["me"])
+    return Outcome("valid", outputs={"status.json": {
+        s: {"status": t.status(_key(s), p["now_ms"], me),
+            "counts": list(t.counts(_key(s), p["now_ms"]))} for s in subjects}})
+
+
+def _challenge_size(f: Files, p: Params) -> Outcome:
+    from p2pnode.proofs.challenge import challenge_n
+
+    return Outcome("valid", outputs={"size.json": {"n": challenge_n(p["cores"], p["gpus"])}})
+
+
+def _offer_order(f: Files, p: Params) -> Outcome:
+    from p2pnode.jobs.requester import Candidate
+    from p2pnode.proofs.challenge import offer_rank
+
+    sj = SignedJob.open(f["spec.cbor"])
+    req = Requester(sj.spec.net, rng=random.Random(0))
+    req.add(RequesterJob.new(sj.id, sj.spec, sj.raw, sj.spec.created), sj.spec.created)
+    able = Capacity(kinds=frozenset({sj.spec.kind}), cores=64, mem=1 << 40, gpus=0, gpu_mem=0,
+                    prices={sj.spec.kind: 0})
+    table = [Candidate(label, _key(label), able, offer_rank(status))
+             for status, label in p["candidates"]]
+    return Outcome("valid", outputs={"order.json": req.candidates(req.jobs[sj.id], table,
+                                                                  p["now_ms"])})
+
+
 HANDLERS: dict[str, Callable[[Files, Params], Outcome]] = {
     "proofs/rows": _rows,
     "proofs/params": _params,
@@ -188,4 +242,9 @@ HANDLERS: dict[str, Callable[[Files, Params], Outcome]] = {
     "proofs/bisect": _bisect,
     "proofs/receipt": _receipt,
     "proofs/job_output": _job_output,
+    "proofs/attestation": _attestation,
+    "proofs/attest_table": _attest_table,
+    "proofs/challenge_size": _challenge_size,
+    "proofs/challenge_claim": _bar,
+    "proofs/offer_order": _offer_order,
 }

@@ -217,9 +217,13 @@ def cmd_caps(a: argparse.Namespace) -> int:
     for r in caps:
         gpus = ", ".join(f"{g['name']} {human_bytes(g['mem'])}" for g in r["gpus"]) or "-"
         me = " (self)" if r["self"] else ""
+        att = r.get("attestations", {})
+        seen = f"{r.get('attested', '-')} ({att.get('ok', 0)} ok, {att.get('failed', 0)} failed)"
         rows.append([r["peer_id"] + me, str(r["cpu"]["threads"]), human_bytes(r["mem"]), gpus,
-                     ",".join(r["kinds"]), str(r["seq"]), f"{r['expires_in_s']:.0f}s"])
-    print(table(rows, ["PEER", "THREADS", "MEMORY", "GPUS", "KINDS", "SEQ", "EXPIRES"]))
+                     ",".join(r["kinds"]), str(r["seq"]), f"{r['expires_in_s']:.0f}s",
+                     "-" if r["self"] else seen])
+    print(table(rows, ["PEER", "THREADS", "MEMORY", "GPUS", "KINDS", "SEQ", "EXPIRES",
+                       "CHALLENGE"]))
     return EXIT_OK
 
 

@@ -38,6 +38,7 @@ class Config:
     caps_probe_gpus: bool = True
     caps_kinds: tuple[str, ...] = ("matmul", "wasm")
     caps_price: dict[str, int] = field(default_factory=lambda: {"matmul": 1000, "wasm": 1000})
+    caps_challenge_interval_s: float = 30.0
     jobs_concurrency: int = 2
     jobs_device: str = "auto"
     jobs_discovery_interval_s: float = 5.0
@@ -84,6 +85,7 @@ _KEYS: dict[tuple[str, str], str] = {
     ("caps", "probe_gpus"): "caps_probe_gpus",
     ("caps", "kinds"): "caps_kinds",
     ("caps", "price"): "caps_price",
+    ("caps", "challenge_interval_s"): "caps_challenge_interval_s",
     ("jobs", "concurrency"): "jobs_concurrency",
     ("jobs", "device"): "jobs_device",
     ("jobs", "discovery_interval_s"): "jobs_discovery_interval_s",
@@ -158,6 +160,9 @@ probe_gpus = {t(v["caps_probe_gpus"])}
 kinds = {t(v["caps_kinds"])}
 # Price per job unit, integer micro-units, by kind.
 price = {t(v["caps_price"])}
+# Seconds between challenges of peers' advertised capabilities (a small matmul job sized
+# to what each peer's ad claims, checked by Freivalds; spec 06 §6). 0 turns them off.
+challenge_interval_s = {t(v["caps_challenge_interval_s"])}
 
 [jobs]
 # As a worker: how many jobs run at once (never more), and where matmul runs:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from p2pnode.net.host import NetStack
     from p2pnode.net.kad import KadMetrics, KadSettings
     from p2pnode.services.caps import CapsService
+    from p2pnode.services.challenge import ChallengeService
     from p2pnode.services.fraud import FraudService
     from p2pnode.services.jobs import JobsService
 
@@ -67,6 +68,7 @@ class Node:
         self.caps: CapsService | None = None  # once running
         self.market: JobsService | None = None  # once running
         self.fraud: FraudService | None = None  # once running
+        self.challenge: ChallengeService | None = None  # once running
         self.blobs: BlobStore | None = None
         # One record of checked signatures for every channel (spec 01 ENV-12).
         self.signatures = SignatureCache()
@@ -104,7 +106,15 @@ class Node:
     def caps_rows(self) -> list[dict[str, Any]]:
         from p2pnode.api.views import caps_rows
 
-        return caps_rows(self.table, self.peer_id, self.now_ms())
+        rows = caps_rows(self.table, self.peer_id, self.now_ms())
+        ch = self.challenge
+        for r, e in zip(rows, sorted(self.table.live(self.now_ms()), key=lambda e: e.peer_id),
+                        strict=True):
+            # CHL-5: our own challenge's word, and how many attestations others gossiped.
+            ok, failed = ch.attests.counts(e.ad.signer, ch.wall_ms()) if ch else (0, 0)
+            r["attested"] = "self" if r["self"] else (ch.status(e.ad.signer) if ch else "never")
+            r["attestations"] = {"ok": ok, "failed": failed}
+        return rows
 
     @property
     def extra_api_handlers(self) -> dict[str, Any]:
@@ -157,6 +167,8 @@ class Node:
                     await nursery.start(self.market.run)
                     self.fraud = self._build_fraud(st, self.market)
                     await nursery.start(self.fraud.run)
+                    self.challenge = self._build_challenge(st, self.market)
+                    await nursery.start(self.challenge.run)
                     self.api_addr = await nursery.start(serve_admin_api, self)
                     if self.config.metrics_listen:
                         self.metrics_addr = await nursery.start(
@@ -221,6 +233,19 @@ class Node:
         req.report_fraud = report
         return fraud
 
+    def _build_challenge(self, st: NetStack, market: JobsService) -> ChallengeService:
+        """Capability challenges and attestations (spec 06 §6)."""
+        from p2pnode.net.gossip import Libp2pGossip
+        from p2pnode.net.host import attest_topic
+        from p2pnode.services.challenge import ChallengeService
+
+        return ChallengeService(
+            net=self.config.network, identity=self.identity, gossip=Libp2pGossip(st),
+            topic=attest_topic(self.config.network), table=self.table,
+            requester=market.requester, count=market.metrics.count,
+            reject=lambda r: self.metrics.reject("attest", r),
+            interval_s=self.config.caps_challenge_interval_s, verified=self.signatures)
+
     def _build_market(self, st: NetStack) -> JobsService:
         """Wire the job market: its machines behind typed ports (spec 04)."""
         from p2pnode.addrpolicy import filter_ad_addrs
@@ -255,7 +280,9 @@ class Node:
                                lambda r: self.metrics.reject("blob", r))
 
         def table() -> list[Candidate]:
-            return [Candidate(e.peer_id, e.ad.signer, Capacity.of_ad(e.ad))
+            ch = self.challenge  # CHL-6: our own attestations order the offers
+            return [Candidate(e.peer_id, e.ad.signer, Capacity.of_ad(e.ad),
+                              ch.rank(e.ad.signer) if ch is not None else 1)
                     for e in self.table.live(self.now_ms()) if e.peer_id != self.peer_id]
 
         def capacity_of(peer: str) -> Capacity | None:

@@ -21,9 +21,11 @@ CAPS_TOPIC_WEIGHT = 1.0
 LEDGER_TOPIC_WEIGHT = 1.0  # reserved topic (NET-9)
 ANCHORS_TOPIC_WEIGHT = 0.5  # reserved topic (NET-9)
 FRAUD_TOPIC_WEIGHT = 0.5
+ATTEST_TOPIC_WEIGHT = 0.5
 TOPIC_WEIGHTS: dict[str, float] = {
     "caps/1": CAPS_TOPIC_WEIGHT,
     "fraud/1": FRAUD_TOPIC_WEIGHT,
+    "attest/1": ATTEST_TOPIC_WEIGHT,
     "ledger/1": LEDGER_TOPIC_WEIGHT,
     "anchors/1": ANCHORS_TOPIC_WEIGHT,
 }

@@ -487,6 +487,82 @@ def job_output() -> Iterator[Case]:
                    valid({"output.json": {"output": out, "checked": how}}), desc, ("PRF-6",))
 
 
+# -- capability challenges (CHL-1, CHL-2, CHL-4 .. CHL-6) ----------------------------------------
+
+
+def attestation() -> Iterator[Case]:
+    from p2pnode.proofs.challenge import ATTEST_TTL_MS, T_ATTEST, Attestation
+
+    base = Attestation(net=NET, subject=BOB.public_key, seq=7, ok=True, n=256, ms=850,
+                       ts=NOW_MS - 1000)
+    yield Case("valid", Inputs({"attest.cbor": base.seal(CAROL)}, {"net": NET,
+                                                                   "now_ms": NOW_MS}),
+               valid({"attest.json": {"challenger": CAROL.public_key.hex(),
+                                      "subject": BOB.public_key.hex(), "ok": True, "seq": 7}}),
+               "Carol saw Bob's ad 7 compute a 256 product in 850 ms", ("CHL-4",))
+    for name, a, signer, now, expected, desc in (
+            ("self", dataclasses.replace(base, subject=CAROL.public_key), CAROL, NOW_MS,
+             reject(Reason.SIGNER_MISMATCH), "a node attesting itself"),
+            ("other_network", dataclasses.replace(base, net="testnet"), CAROL, NOW_MS,
+             reject(Reason.WRONG_NETWORK), "another network"),
+            ("future", dataclasses.replace(base, ts=NOW_MS + MAX_CREATED_SKEW_MS + 1), CAROL,
+             NOW_MS, reject(Reason.CLOCK_SKEW), "a ts beyond the clock skew"),
+            ("expired", base, CAROL, base.ts + ATTEST_TTL_MS, reject(Reason.EXPIRED),
+             "received ATTEST_TTL_MS after its ts")):
+        yield Case(name, Inputs({"attest.cbor": a.seal(signer)}, {"net": NET, "now_ms": now}),
+                   expected, desc, ("CHL-4",))
+    body = {**base.to_body(), "score": 1}
+    yield Case("extra_key", Inputs({"attest.cbor": envelope.seal(CAROL, T_ATTEST, 1, body)},
+                                   {"net": NET, "now_ms": NOW_MS}),
+               reject(Reason.UNKNOWN_FIELD), "a key Attestation does not define", ("CHL-4",))
+
+
+def attest_table() -> Iterator[Case]:
+    """Attestations fed in order (challenger label, subject label, ok, ts); then the status
+    each subject has for ``me`` and the counts of all."""
+    t0 = NOW_MS - 10_000
+    for name, feed, desc in (
+            ("own_word_decides", [["carol", "bob", True, t0], ["alice", "bob", False, t0 + 1]],
+             "Carol (me) attested Bob; Alice says he failed: Bob stays attested for Carol"),
+            ("stranger_failure_ignored", [["alice", "bob", False, t0]],
+             "only a stranger's failure: Bob is never (not failed) for Carol"),
+            ("newest_of_a_challenger", [["carol", "bob", False, t0 + 5],
+                                        ["carol", "bob", True, t0]],
+             "an older attestation from Carol does not replace her newer failure"),
+            ("own_failure", [["carol", "bob", True, t0], ["carol", "bob", False, t0 + 1]],
+             "Carol's newer failure replaces her success")):
+        yield Case(name, Inputs({"feed.json": feed}, {"me": "carol", "now_ms": NOW_MS}),
+                   valid(), desc, ("CHL-5", "CHL-4"))
+
+
+def challenge_size() -> Iterator[Case]:
+    for cores, gpus, n in ((2, 0, 256), (8, 0, 512), (31, 0, 512), (32, 0, 1024), (4, 1, 2048)):
+        yield Case(f"cores{cores}_gpus{gpus}", Inputs({}, {"cores": cores, "gpus": gpus}),
+                   valid({"size.json": {"n": n}}),
+                   f"an ad claiming {cores} cores and {gpus} GPUs", ("CHL-2",))
+
+
+def challenge_claim() -> Iterator[Case]:
+    w = BOB.public_key.hex()
+    target = dataclasses.replace(SPEC, verify=(("target", BOB.public_key),))
+    for name, s, worker, expected, desc in (
+            ("target_claims", target, w, valid(), "the challenged worker claims"),
+            ("other_claims", target, CAROL.public_key.hex(),
+             ignore(Reason.REQUIREMENTS_UNMET), "another worker claims Bob's challenge"),
+            ("ordinary_job", SPEC, CAROL.public_key.hex(), valid(),
+             "a job without a target is anyone's")):
+        yield Case(name, Inputs({"spec.cbor": s.seal(ALICE)},
+                                {"bars": [], "worker": worker, "now_ms": NOW_MS}),
+                   expected, desc, ("CHL-1",))
+
+
+def offer_order() -> Iterator[Case]:
+    yield Case("attested_first", Inputs({"spec.cbor": SPEC_RAW}, {
+        "candidates": [["failed", "f"], ["never", "n"], ["attested", "a"]], "now_ms": NOW_MS}),
+        valid({"order.json": ["a", "n", "f"]}),
+        "three qualified workers holding no lease: attested, never, failed", ("CHL-6",))
+
+
 HANDLERS: dict[str, Callable[[], Iterator[Case]]] = {
     "rows": rows,
     "params": params,
@@ -502,4 +578,9 @@ HANDLERS: dict[str, Callable[[], Iterator[Case]]] = {
     "bisect": bisect,
     "receipt": receipt,
     "job_output": job_output,
+    "attestation": attestation,
+    "attest_table": attest_table,
+    "challenge_size": challenge_size,
+    "challenge_claim": challenge_claim,
+    "offer_order": offer_order,
 }

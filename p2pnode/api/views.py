@@ -95,6 +95,8 @@ def node_status(node: Any) -> dict[str, Any]:
         "jobs": jobs,
         "fraud": node.fraud.summary() if getattr(node, "fraud", None) is not None else {},
         "receipts": node.store.receipt_count(),
+        "challenge": (node.challenge.summary()
+                      if getattr(node, "challenge", None) is not None else {}),
         "limits": limits,
     }
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from p2pnode.jobs import discovery
 from p2pnode.jobs.market import Await, Decided, Decision, Grant, Lease, Refuse, RequesterJob
 from p2pnode.jobs.matching import Capacity, unmet
-from p2pnode.jobs.model import MAX_LIST_JOBS
+from p2pnode.jobs.model import MAX_LIST_JOBS, JobSpec
 from p2pnode.proofs.bars import BarList
 from p2pnode.wire.reasons import Reason
 
@@ -49,6 +49,7 @@ class Candidate:
     peer: str  # PeerID text
     key: bytes  # Ed25519 public key
     capacity: Capacity
+    rank: int = 1  # CHL-6: 0 attested by our own challenge, 1 never, 2 failed it
 
 
 # -- effects ------------------------------------------------------------------------------
@@ -106,6 +107,12 @@ class Finished:
 
 
 Effect = Persist | Offer | CheckOutput | PutRecord | Provide | Finished
+
+
+def challenge_target(spec: JobSpec) -> bytes | None:
+    """CHL-1: the one worker a challenge job is for (its ``verify`` map's ``target``)."""
+    t = dict(spec.verify).get("target")
+    return t if isinstance(t, bytes) and len(t) == 32 else None
 
 
 class Requester:
@@ -207,6 +214,9 @@ class Requester:
             return Refuse(Reason.UNKNOWN_JOB), []
         if self.bars.barred(worker, now):  # FRD-7
             return Refuse(Reason.BARRED, "a fraud proof bars this worker"), []
+        target = challenge_target(job.spec)
+        if target is not None and worker != target:  # CHL-1
+            return Refuse(Reason.REQUIREMENTS_UNMET, "a challenge for another worker"), []
         qualified = capacity is not None and unmet(capacity, job.spec) is None
         before = (job.state.value, len(job.history))
         d = job.on_claim(worker, price, now, qualified)
@@ -269,7 +279,9 @@ class Requester:
         """Workers to offer ``job`` to, best first: qualified, not excluded, not offered
         it lately; those holding the fewest of our live leases first, ties at random."""
         excluded = job.excluded_workers() | {le.worker for le in job.live_leases()}
+        target = challenge_target(job.spec)
         out = [c for c in table if c.key not in excluded and not self.bars.barred(c.key, now)
+               and (target is None or c.key == target)
                and unmet(c.capacity, job.spec) is None
                and self._offered.get((job.id, c.peer), 0) <= now]
         self.rng.shuffle(out)
@@ -277,7 +289,7 @@ class Requester:
         for j in self.jobs.values():
             for le in j.live_leases():
                 held[le.worker] = held.get(le.worker, 0) + 1
-        out.sort(key=lambda c: held.get(c.key, 0))
+        out.sort(key=lambda c: (c.rank, held.get(c.key, 0)))
         return [c.peer for c in out]
 
     def wants_offers(self) -> bool:

@@ -61,6 +61,10 @@ def fraud_topic(net: str) -> str:
     return f"/p2pnode/{net}/fraud/1"
 
 
+def attest_topic(net: str) -> str:
+    return f"/p2pnode/{net}/attest/1"
+
+
 _patched_net: str | None = None
 # Pubsub signature verdicts of this process (the patch below is process-wide, like
 # py-libp2p's validator it wraps; a verdict depends on the message bytes alone).

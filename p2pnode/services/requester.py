@@ -215,7 +215,8 @@ class RequesterService:
     async def submit(self, kind: str, inputs: dict[str, bytes], params: dict[str, Any],
                      req: Requirements, *, max_price: int | None = None,
                      deadline_s: int | None = None, lease_s: int | None = None,
-                     redundancy: int = 1) -> RequesterJob:
+                     redundancy: int = 1,
+                     verify: dict[str, Any] | None = None) -> RequesterJob:
         """Create, sign and persist a job; it is acknowledged once this returns. Refused
         (WireError ``limit_exceeded``) while the machine holds its cap of open jobs, and
         (``StoreFull``) when its inputs do not fit in the blob store."""
@@ -232,14 +233,15 @@ class RequesterService:
             for data in inputs.values():
                 await trio.to_thread.run_sync(self.blobs.put, data)
             job = await self._create(kind, cids, params, req, max_price, deadline_s,
-                                     lease_s, redundancy)
+                                     lease_s, redundancy, verify or {})
         finally:
             self.blobs.unpin(owner)
         return job
 
     async def _create(self, kind: str, cids: dict[str, bytes], params: dict[str, Any],
                       req: Requirements, max_price: int | None, deadline_s: int | None,
-                      lease_s: int | None, redundancy: int) -> RequesterJob:
+                      lease_s: int | None, redundancy: int,
+                      verify: dict[str, Any]) -> RequesterJob:
         wall = self.clock.wall_ms()
         spec = JobSpec(
             net=self.net, kind=kind, inputs=tuple(sorted(cids.items())),
@@ -247,6 +249,7 @@ class RequesterService:
             max_price=self.s.max_price if max_price is None else max_price,
             created=wall, deadline=wall + 1000 * (deadline_s or self.s.deadline_s),
             lease_s=lease_s or self.s.lease_s, redundancy=redundancy,
+            verify=tuple(sorted(verify.items())),
             nonce=os.urandom(NONCE_SIZE))  # JOB-5: a secure source, never the rng
         sj = SignedJob.open(spec.seal(self.identity))  # the same checks every receiver runs
         now = self.clock.now_ms()

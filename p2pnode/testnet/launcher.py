@@ -133,7 +133,7 @@ def _prepare(opts: TestnetOptions, root: Path, i: int, ports: NodePorts) -> Node
         k = i - (opts.n - opts.cheaters)
         cheat = CHEAT_MODES[k % len(CHEAT_MODES):] + CHEAT_MODES[:k % len(CHEAT_MODES)]
     cfg = Config(network=opts.network, listen=(f"/ip4/127.0.0.1/tcp/{ports.listen}",),
-                 jobs_cheat=cheat,
+                 jobs_cheat=cheat, caps_challenge_interval_s=5.0,
                  net_private_addrs="allow",
                  api_listen=f"127.0.0.1:{ports.api}",
                  metrics_listen=f"127.0.0.1:{ports.metrics}",
@@ -359,6 +359,11 @@ def _report(opts: TestnetOptions, root: Path, nodes: list[NodeProc], converged: 
         rep["jobs"]["fraud_proofs"] = sum(int(f.get("published", 0)) for f in fraud)
         # Nodes that checked a proof and barred its cheater (a publisher counts itself).
         rep["jobs"]["fraud_seen_by"] = sum(1 for f in fraud if int(f.get("taken", 0)) > 0)
+        # Capability challenges (spec 06 §6): each node's own verdicts on its peers.
+        ch = [n.status.get("challenge", {}) for n in nodes]
+        rep["caps"] = {"attested": sum(int(c.get("attested", 0)) for c in ch),
+                       "failed": sum(int(c.get("failed", 0)) for c in ch),
+                       "never": sum(int(c.get("never", 0)) for c in ch)}
         # Receipts the requesters signed (spec 06 RCP-1): one per accepted result.
         rep["jobs"]["receipts"] = sum(int(n.status.get("receipts", 0)) for n in nodes)
         rep["cheaters"] = [n.peer_id for n in nodes[opts.n - opts.cheaters:]] \

@@ -97,7 +97,8 @@ def test_testnet_cheaters_are_caught(tmp_path: Path) -> None:
     report = json.loads(res.stdout)
     jobs = report["jobs"]
     assert jobs["completed"] == 6 and jobs["wrong_accepted"] == 0
-    assert jobs["verified"] == jobs["outputs_rechecked"] == jobs["receipts"] == 6
+    assert jobs["verified"] == jobs["outputs_rechecked"] == 6
+    assert jobs["receipts"] >= 6  # the testnet's jobs and the capability challenges
     assert jobs["fraud_proofs"] >= 1 and jobs["fraud_seen_by"] == 4
     assert set(jobs["rejected_by_reason"]) <= {"wrong_result", "bad_proof"}
     assert len(report["cheaters"]) == 2

@@ -74,7 +74,8 @@ def test_reference_passes_every_vector(vectors: list[runner.Vector]) -> None:
         "proofs/rows", "proofs/params", "proofs/random", "proofs/seed", "proofs/judge",
         "proofs/wrong_row", "proofs/fraud", "proofs/bar", "proofs/wasm_subset",
         "proofs/wasm_fuel", "proofs/wasm_chain", "proofs/bisect", "proofs/receipt",
-        "proofs/job_output"}
+        "proofs/job_output", "proofs/attestation", "proofs/attest_table",
+        "proofs/challenge_size", "proofs/challenge_claim", "proofs/offer_order"}
 
 
 def test_every_reason_code_is_exercised(vectors: list[runner.Vector]) -> None:

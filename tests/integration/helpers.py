@@ -18,8 +18,9 @@ HW = Hardware(cores=2, threads=4, arch="x86_64", mem=8 << 30, gpus=(), gpu_note=
 
 
 def node_config(**kw: object) -> Config:
+    # No capability challenges unless a test asks: they are jobs of their own.
     base = Config(network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), metrics_listen="",
-                  caps_interval_s=30.0, caps_ttl_s=120)
+                  caps_interval_s=30.0, caps_ttl_s=120, caps_challenge_interval_s=0.0)
     return base.with_overrides(**kw)
 
 

@@ -40,3 +40,12 @@ def test_receipt_schema_keys_and_vectors() -> None:
     for v in runner.load(runner.DEFAULT_VECTORS, "proofs/receipt/"):
         shape_ok = v.meta["expected"].get("reason") not in ("unknown_field", "bad_field")
         assert conforms("ReceiptEnvelope", v.inputs["receipt.cbor"]) == shape_ok, v.id
+
+
+def test_attestation_schema_keys_and_vectors() -> None:
+    from p2pnode.proofs import challenge
+
+    assert map_keys("Attestation") == set(challenge._KEYS)
+    for v in runner.load(runner.DEFAULT_VECTORS, "proofs/attestation/"):
+        shape_ok = v.meta["expected"].get("reason") not in ("unknown_field", "bad_field")
+        assert conforms("AttestationEnvelope", v.inputs["attest.cbor"]) == shape_ok, v.id
