@@ -24,6 +24,7 @@ from p2pnode.log import event
 from p2pnode.ports import Gossip
 from p2pnode.proofs.challenge import (
     CHALLENGE_DEADLINE_S,
+    MAX_SUBJECTS,
     TARGET_KEY,
     Attestation,
     AttestTable,
@@ -98,7 +99,11 @@ class ChallengeService:
 
     def _next_subject(self) -> tuple[bytes, int, int] | None:
         now = self.wall_ms()
-        for e in self.table.live(now):
+        live = self.table.live(now)
+        if len(self.tried) > MAX_SUBJECTS:  # bounded: forget subjects no longer in the table
+            keep = {e.ad.signer for e in live}
+            self.tried = {k: v for k, v in self.tried.items() if k in keep}
+        for e in live:
             key = e.ad.signer
             if key == self.identity.public_key or "matmul" not in e.ad.kinds:
                 continue
