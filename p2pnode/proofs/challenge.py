@@ -23,11 +23,11 @@ ones last (CHL-6).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
-from p2pnode.identity import Identity
 from p2pnode.jobs.model import MAX_CREATED_SKEW_MS, MAX_NET_LEN
 from p2pnode.wire import envelope
+from p2pnode.wire.body import SealedBody
 from p2pnode.wire.fields import boolean, bstr, map_exact, text, uint
 from p2pnode.wire.reasons import Reason, WireError
 
@@ -61,7 +61,9 @@ def challenge_n(cores: int, gpus: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class Attestation:
+class Attestation(SealedBody):
+    T: ClassVar[str] = T_ATTEST
+    V: ClassVar[int] = VERSION
     net: str
     subject: bytes
     seq: int
@@ -69,13 +71,6 @@ class Attestation:
     n: int
     ms: int
     ts: int
-
-    def to_body(self) -> dict[str, Any]:
-        return {"net": self.net, "subject": self.subject, "seq": self.seq, "ok": self.ok,
-                "n": self.n, "ms": self.ms, "ts": self.ts}
-
-    def seal(self, challenger: Identity) -> bytes:
-        return envelope.seal(challenger, T_ATTEST, VERSION, self.to_body())
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,11 @@ content id) and self-verifying for its signature. Pure.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
-from p2pnode.identity import Identity
 from p2pnode.jobs.model import MAX_NET_LEN, cid
 from p2pnode.wire import envelope
+from p2pnode.wire.body import SealedBody
 from p2pnode.wire.cid import cid_of
 from p2pnode.wire.fields import bstr, map_exact, text, uint
 from p2pnode.wire.reasons import Reason, WireError
@@ -37,7 +37,9 @@ _KEYS = frozenset({"net", "job", "lease", "worker", "output", "price", "verified
 
 
 @dataclass(frozen=True, slots=True)
-class Receipt:
+class Receipt(SealedBody):
+    T: ClassVar[str] = T_RECEIPT
+    V: ClassVar[int] = VERSION
     net: str
     job: bytes
     lease: int
@@ -46,14 +48,6 @@ class Receipt:
     price: int
     verified: str
     ts: int
-
-    def to_body(self) -> dict[str, Any]:
-        return {"net": self.net, "job": self.job, "lease": self.lease, "worker": self.worker,
-                "output": self.output, "price": self.price, "verified": self.verified,
-                "ts": self.ts}
-
-    def seal(self, requester: Identity) -> bytes:
-        return envelope.seal(requester, T_RECEIPT, VERSION, self.to_body())
 
 
 @dataclass(frozen=True, slots=True)
