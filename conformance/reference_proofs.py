@@ -117,6 +117,15 @@ def _wasm_fuel(f: Files, p: Params) -> Outcome:
     return Outcome("valid", outputs={"fuel.json": {"init": init, "steps": steps}})
 
 
+def _exe_fuel(f: Files, p: Params) -> Outcome:
+    from p2pnode.jobs.executors import get_executor
+    from p2pnode.jobs.executors.base import Limits
+
+    res = get_executor("wasm", device="cpu").run(
+        {"module": f["module.bin"], "input": f["input.bin"]}, {}, Limits())
+    return Outcome("valid", outputs={"fuel.json": {"fuel": res.meta["fuel_used"]}})
+
+
 def _wasm_chain(f: Files, p: Params) -> Outcome:
     from p2pnode.proofs import wasm_step
 
@@ -239,6 +248,7 @@ HANDLERS: dict[str, Callable[[Files, Params], Outcome]] = {
     "proofs/wasm_subset": _wasm_subset,
     "proofs/wasm_fuel": _wasm_fuel,
     "proofs/wasm_chain": _wasm_chain,
+    "proofs/exe_fuel": _exe_fuel,
     "proofs/bisect": _bisect,
     "proofs/receipt": _receipt,
     "proofs/job_output": _job_output,

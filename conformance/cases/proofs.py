@@ -401,6 +401,31 @@ def wasm_fuel() -> Iterator[Case]:
                    "constant) and init 1 (its invocation)", ("WSM-4", "WSM-2"))
 
 
+# The executor's ABI (EXE-6) around a body that runs in run(); alloc costs 2, run's own
+# invocation 1 and its result (i64.const) 1: 4 besides the body.
+EXE_SHELL = """(module (memory (export "memory") 1) (table 4 funcref) (data $d "abcdefghij")
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "run") (param i32 i32) (result i64) %s (i64.const 0)))"""
+
+
+def exe_fuel() -> Iterator[Case]:
+    from p2pnode.jobs.executors.wasm import compile_wat
+
+    for name, body, fuel, desc in (
+            ("fill_1000", "(memory.fill (i32.const 0) (i32.const 7) (i32.const 1000))",
+             4 + 3 + 1 + 1000, "memory.fill of 1000 bytes: 1 + 1000"),
+            ("copy_0", "(memory.copy (i32.const 0) (i32.const 8) (i32.const 0))", 4 + 3 + 1,
+             "memory.copy of nothing: 1"),
+            ("init_10", "(memory.init $d (i32.const 0) (i32.const 0) (i32.const 10))",
+             4 + 3 + 11, "memory.init of 10 bytes: 1 + 10"),
+            ("table_grow_3", "(drop (table.grow (ref.null func) (i32.const 3)))", 4 + 2 + 4,
+             "table.grow by 3 elements: 1 + 3; ref.null 1"),
+            ("simd", "(drop (i32x4.add (v128.const i32x4 1 2 3 4) (v128.const i32x4 5 6 7 8)))",
+             4 + 3, "SIMD instructions cost 1 each")):
+        yield Case(name, Inputs({"module.bin": compile_wat(EXE_SHELL % body), "input.bin": b""}),
+                   valid({"fuel.json": {"fuel": fuel}}), desc, ("EXE-7",))
+
+
 def wasm_chain() -> Iterator[Case]:
     from p2pnode.jobs.wasm_examples import example_module
 
@@ -575,6 +600,7 @@ HANDLERS: dict[str, Callable[[], Iterator[Case]]] = {
     "wasm_subset": wasm_subset,
     "wasm_fuel": wasm_fuel,
     "wasm_chain": wasm_chain,
+    "exe_fuel": exe_fuel,
     "bisect": bisect,
     "receipt": receipt,
     "job_output": job_output,

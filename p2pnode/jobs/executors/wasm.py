@@ -40,10 +40,11 @@ canonical NaN), no threads or shared memory, no relaxed SIMD, no memory64, no mu
 memories, no GC, exceptions or stack switching, and no host functions at all (no WASI): a
 module that imports anything is refused with ``bad_field``. Given the same module, input,
 fuel and memory limit, every run gives the same output (or the same failure) and burns the
-same fuel, wall-time and native-stack exhaustion aside. Fuel is counted by wasmtime (about
-one unit per executed operator; markers such as ``nop``, ``block`` and ``loop`` are free),
-so ``fuel_used`` is comparable between workers on the same wasmtime release;
-``meta["engine"]`` names it.
+same fuel, wall-time and native-stack exhaustion aside. Fuel is what spec 04 EXE-7 (on
+chapter 06 WSM-4) states per instruction: 1 per instruction and per function invocation,
+nothing for markers such as ``nop``, ``block`` and ``loop``, and bulk memory and table
+instructions 1 plus their length. Wasmtime 50 counts exactly so (vectors ``proofs/exe_fuel``
+pin it); ``meta["engine"]`` names the engine.
 
 Outcomes (spec 04 EXE-8)
 ------------------------
