@@ -97,10 +97,12 @@ def bench_wasm(steps: int = WASM_STEPS, checkpoints: int = WASM_CHECKPOINTS) -> 
     plain_s = time.perf_counter() - t0
     interval = max(1, fuel // checkpoints)
     t0 = time.perf_counter()
-    honest = wasm_step.run(module, data, limit, interval, keep_states=True)
+    plain_chain = wasm_step.run(module, data, limit, interval)  # as a worker runs it
     chain_s = time.perf_counter() - t0
-    if honest.output != out:
-        raise RuntimeError("checkpointing changed the output")
+    # The honest party of the dispute also keeps its states, to hand the referee one.
+    honest = wasm_step.run(module, data, limit, interval, keep_states=True)
+    if honest.output != out or plain_chain.entries != honest.entries:
+        raise RuntimeError("checkpointing changed the run")
 
     def flip(r: wasm_step.StepRun, k: int) -> None:
         if k == steps * 6 // 10:

@@ -20,6 +20,7 @@ Fuel is counted by the engine and is what spec 06 WSM-4 states per instruction.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +57,19 @@ def engine() -> wasmtime.Engine:
     return _ENGINE
 
 
+def digest(fuel: int, done: bool, globals_: tuple[tuple[str, int], ...],
+           memory: memoryview) -> bytes:
+    """WSM-3's state digest."""
+    h = hashlib.sha256(DIGEST_DOMAIN)
+    h.update(fuel.to_bytes(8, "big") + bytes([done]))
+    for name, value in globals_:
+        raw = name.encode()
+        h.update(len(raw).to_bytes(2, "big") + raw + (value & (2**64 - 1)).to_bytes(8, "little"))
+    h.update(len(memory).to_bytes(8, "big"))
+    h.update(memory)
+    return h.digest()
+
+
 @dataclass(frozen=True)
 class State:
     """A checkpoint's full state: what a referee restores."""
@@ -66,15 +80,7 @@ class State:
     memory: bytes
 
     def digest(self) -> bytes:
-        h = hashlib.sha256(DIGEST_DOMAIN)
-        h.update(self.fuel.to_bytes(8, "big") + bytes([self.done]))
-        for name, value in self.globals:
-            raw = name.encode()
-            h.update(len(raw).to_bytes(2, "big") + raw +
-                     (value & (2**64 - 1)).to_bytes(8, "little"))
-        h.update(len(self.memory).to_bytes(8, "big"))
-        h.update(self.memory)
-        return h.digest()
+        return digest(self.fuel, self.done, self.globals, memoryview(self.memory))
 
     def entry(self) -> Entry:
         return Entry(self.fuel, self.done, self.digest())
@@ -139,12 +145,23 @@ class StepRun:
     def fuel(self) -> int:
         return self.limit - self.store.get_fuel()
 
+    def _globals_now(self) -> tuple[tuple[str, int], ...]:
+        return tuple((n, _int(g.value(self.store))) for n, g in self._globals.items())
+
+    def _memory_view(self) -> memoryview:
+        """The linear memory in place (valid until the module next runs)."""
+        n = self._memory.data_len(self.store)
+        ptr = self._memory.data_ptr(self.store)
+        return memoryview((ctypes.c_ubyte * n).from_address(ctypes.addressof(ptr.contents)))
+
     def state(self) -> State:
-        mem = self._memory
-        data = mem.read(self.store, 0, mem.data_len(self.store))
-        return State(self.fuel, self.done,
-                     tuple((n, _int(g.value(self.store))) for n, g in self._globals.items()),
-                     bytes(data))
+        return State(self.fuel, self.done, self._globals_now(), bytes(self._memory_view()))
+
+    def entry(self) -> Entry:
+        """This moment's checkpoint entry, hashing the memory in place (no copy)."""
+        view = self._memory_view()
+        return Entry(self.fuel, self.done, digest(self.fuel, self.done, self._globals_now(),
+                                                  view))
 
     def restore(self, s: State) -> None:
         """Put ``s`` back: memory (grown to its size), globals and the fuel used."""
@@ -193,26 +210,28 @@ def run(module: bytes, data: bytes, fuel: int, interval: int, *, keep_states: bo
     benchmarks."""
     r = StepRun(module, fuel)
     chain = Chain()
-    s = r.start(data)
-    _record(chain, s, keep_states)
-    last, steps = s.fuel, 0
+    r.start(data)
+    last, steps = _record(chain, r, keep_states), 0
     while not r.done:
         r.step()
         steps += 1
         if tamper is not None:
             tamper(r, steps)
         if r.done or r.fuel - last >= interval:
-            s = r.state()
-            _record(chain, s, keep_states)
-            last = s.fuel
+            last = _record(chain, r, keep_states)
     chain.output = r.output()
     return chain
 
 
-def _record(chain: Chain, s: State, keep: bool) -> None:
-    chain.entries.append(s.entry())
+def _record(chain: Chain, r: StepRun, keep: bool) -> int:
+    """Append this moment's entry (and state, when kept); returns its fuel."""
     if keep:
+        s = r.state()
+        chain.entries.append(s.entry())
         chain.states.append(s)
+    else:
+        chain.entries.append(r.entry())
+    return chain.entries[-1].fuel
 
 
 def replay(module: bytes, data: bytes, fuel: int, interval: int,
@@ -220,14 +239,14 @@ def replay(module: bytes, data: bytes, fuel: int, interval: int,
     """A referee's replay of one segment: from ``start`` (None: the run's start, through
     ``init``) to the next checkpoint; returns its entry."""
     r = StepRun(module, fuel)
-    s = r.start(data)
+    r.start(data)
     if start is None:
-        return s.entry()
+        return r.entry()
     r.restore(start)
     while True:
         r.step()
         if r.done or r.fuel - start.fuel >= interval:
-            return r.state().entry()
+            return r.entry()
 
 
 def fuel_only(module: bytes, data: bytes, fuel: int) -> tuple[int, bytes]:
