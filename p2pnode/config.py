@@ -53,6 +53,7 @@ class Config:
     jobs_matmul_max_n: int = 2048
     jobs_retention_s: int = 86_400
     jobs_cheat: tuple[str, ...] = ()
+    jobs_bar_s: int = 3600
     blobs_quota_bytes: int = 4 << 30
     blobs_retention_s: int = 86_400
     api_listen: str = "127.0.0.1:0"
@@ -100,6 +101,7 @@ _KEYS: dict[tuple[str, str], str] = {
     ("jobs", "matmul_max_n"): "jobs_matmul_max_n",
     ("jobs", "retention_s"): "jobs_retention_s",
     ("jobs", "cheat"): "jobs_cheat",
+    ("jobs", "bar_s"): "jobs_bar_s",
     ("blobs", "quota_bytes"): "blobs_quota_bytes",
     ("blobs", "retention_s"): "blobs_retention_s",
     ("api", "listen"): "api_listen",
@@ -187,6 +189,9 @@ matmul_max_n = {t(v["jobs_matmul_max_n"])}
 # Seconds a finished job stays in memory and in state.db (then only its blobs' retention
 # and the ledger remember it). Open jobs are never forgotten.
 retention_s = {t(v["jobs_retention_s"])}
+# Seconds a worker proven to cheat (a valid fraud proof, spec 06 FRD-7) gets no lease from
+# this node, from its wrong result's time; at most 3600, the time fraud proofs live.
+bar_s = {t(v["jobs_bar_s"])}
 # Testing only: return wrong matmul results, these modes in rotation ("row", "entry",
 # "commit", "zero"), to watch verification catch them. Empty for every real node.
 cheat = {t(v["jobs_cheat"])}
@@ -279,6 +284,8 @@ def load_config(path: Path) -> Config:
                           "must be at least 1")
     if cfg.peers_ban_s < 0:
         raise ConfigError(f"{path}: [peers] ban_s must not be negative")
+    if not 0 <= cfg.jobs_bar_s <= 3600:
+        raise ConfigError(f"{path}: [jobs] bar_s must be in 0..3600")
     if set(cfg.jobs_cheat) - set(CHEAT_MODES):
         raise ConfigError(f"{path}: [jobs] cheat takes {', '.join(CHEAT_MODES)}")
     if cfg.blobs_quota_bytes < cfg.jobs_max_blob_bytes:

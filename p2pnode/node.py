@@ -225,7 +225,7 @@ class Node:
                              count=market.metrics.count,
                              reject=lambda r: self.metrics.reject("fraud", r),
                              wall_ms=req.clock.wall_ms, clock=self.clock, on_fraud=req.bar,
-                             verified=self.signatures)
+                             verified=self.signatures, bar_ms=self.config.jobs_bar_s * 1000)
 
         async def report(data: bytes, cheater: bytes, job: bytes, result_ts: int) -> None:
             await fraud.publish(data, cheater, job, result_ts + BAR_MS)

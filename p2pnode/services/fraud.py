@@ -15,7 +15,7 @@ import trio
 
 from p2pnode.log import event
 from p2pnode.ports import Gossip
-from p2pnode.proofs.bars import BarList
+from p2pnode.proofs.bars import BAR_MS, BarList
 from p2pnode.ratelimit import PeerRateLimiter
 from p2pnode.wire import envelope
 from p2pnode.wire.reasons import ACCEPT, Ignore, Reason, Reject, Verdict, WireError
@@ -36,7 +36,8 @@ class FraudService:
     def __init__(self, *, net: str, gossip: Gossip, topic: str,
                  count: Callable[[str, str], None], reject: Callable[[Reason], None],
                  wall_ms: Callable[[], int], clock: Callable[[], float],
-                 on_fraud: OnFraud, verified: envelope.SignatureCache | None = None) -> None:
+                 on_fraud: OnFraud, verified: envelope.SignatureCache | None = None,
+                 bar_ms: int = BAR_MS) -> None:
         self.net = net
         self.gossip = gossip
         self.topic = topic
@@ -46,6 +47,7 @@ class FraudService:
         self.clock = clock
         self.on_fraud = on_fraud
         self.verified = verified
+        self.bar_ms = min(bar_ms, BAR_MS)  # FRD-7: this node's own bar, at most BAR_MS
         self.limiter = PeerRateLimiter(rate=FRAUD_RATE_PER_S, burst=FRAUD_BURST)
         self.bars = BarList(MAX_SEEN)  # in wall ms
         self.taken = 0  # valid proofs of new frauds
@@ -73,8 +75,11 @@ class FraudService:
         return ACCEPT
 
     def take(self, cheater: bytes, job: bytes, until: int) -> None:
-        """FRD-7: bar ``cheater`` until ``until`` (wall ms)."""
+        """FRD-7: bar ``cheater`` (a proof's ``until`` is its result's ts + BAR_MS; this
+        node's bar ends ``bar_ms`` after that ts). Remembered for the proof's whole life,
+        so that it is not relayed again."""
         self.bars.bar(cheater, job, until, self.wall_ms())
+        until = until - BAR_MS + self.bar_ms
         self.taken += 1
         self.count("fraud", "barred")
         event(log, "fraud.barred", cheater=cheater.hex()[:16], job=job.hex(), until=until)

@@ -157,3 +157,23 @@ def test_bar_list_is_bounded_and_never_shortens() -> None:
     assert bars.known(bytes([4]) * 32, b"job") and not bars.known(bytes([9]) * 32, b"job")
     bars.bar(bytes([7]) * 32, b"j", 5000, now=2000)  # expired bars are let go
     assert set(bars.snapshot(2000)) == {bytes([7]) * 32}
+
+
+def test_a_node_bars_for_its_own_configured_time() -> None:
+    from p2pnode.services.fraud import FraudService
+
+    class Topic:  # only the peer id is read by validate
+        peer_id = "12D3KooWlocal"
+
+    barred: list[tuple[bytes, bytes, int]] = []
+    c = TRUE.copy()
+    c[4, 2] += 3
+    svc = FraudService(net=NET, gossip=Topic(), topic="t",  # type: ignore[arg-type]
+                       count=lambda *_: None, reject=lambda _: None,
+                       wall_ms=lambda: NOW_MS, clock=lambda: 0.0,
+                       on_fraud=lambda *a: barred.append(a), bar_ms=60_000)
+    data = prove(c, 4)
+    assert svc.validate(None, data, "12D3KooWpeer").ok
+    assert barred == [(BOB.public_key, cid_of(SPEC_RAW), TS + 60_000)]
+    # The same fraud again is known for the proof's whole life: ignored, not relayed.
+    assert not svc.validate(None, data, "12D3KooWpeer").ok and len(barred) == 1
