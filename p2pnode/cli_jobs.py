@@ -42,7 +42,8 @@ def load_job_file(path: str) -> dict[str, Any]:
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"job file {path}: {e}") from e
     known = {"kind", "count", "n", "inputs", "module", "input", "fuel", "params",
-             "requirements", "max_price", "deadline_s", "lease_s", "redundancy"}
+             "requirements", "max_price", "deadline_s", "lease_s", "redundancy",
+             "soundness_bits"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"job file {path}: unknown keys {sorted(unknown)}")

@@ -11,6 +11,7 @@
     params        {name: int | str}: kind-specific parameters (e.g. fuel for wasm)
     requirements  {cores, mem_mib, gpu_mem_mib, gpu}
     max_price, deadline_s, lease_s, redundancy
+    soundness_bits  matmul: the soundness of Freivalds' test, 40..128 (spec 06 PRF-4)
 """
 
 from __future__ import annotations
@@ -102,6 +103,12 @@ def load_module(ref: str) -> bytes:
     return data
 
 
+def _verify(args: dict[str, Any]) -> dict[str, Any]:
+    """The job's ``verify`` map (spec 06 PRF-4): ``soundness_bits`` -> ``{"bits": n}``."""
+    bits = _int(args, "soundness_bits", None, 40, 128)
+    return {} if bits is None else {"bits": bits}
+
+
 def requirements(args: dict[str, Any]) -> Requirements:
     r = args.get("requirements") or {}
     if not isinstance(r, dict):
@@ -129,7 +136,8 @@ def job_handlers(node: Any) -> dict[str, Any]:
                 max_price=_int(args, "max_price", None),
                 deadline_s=_int(args, "deadline_s", None, 1, 7 * 86400),
                 lease_s=_int(args, "lease_s", None, 2, 3600),
-                redundancy=_int(args, "redundancy", 1, 1, 8) or 1)
+                redundancy=_int(args, "redundancy", 1, 1, 8) or 1,
+                verify=_verify(args))
             out.append(job_summary(job, node.blobs))
         return out
 

@@ -51,3 +51,13 @@ def test_bad_arguments_say_what_is_wrong() -> None:
     assert (r.cores, r.mem, r.gpu_mem, r.gpu) == (4, 2 << 20, 0, True)
     with pytest.raises(JobArgsError, match="requirements"):
         requirements({"requirements": [1]})
+
+
+def test_soundness_bits_become_the_jobs_verify_map() -> None:
+    from p2pnode.api.jobs import _verify
+
+    assert _verify({}) == {}
+    assert _verify({"soundness_bits": 64}) == {"bits": 64}
+    for bad in (39, 129, "64", True):
+        with pytest.raises(JobArgsError):
+            _verify({"soundness_bits": bad})
