@@ -110,7 +110,10 @@ def _expr(r: _Reader, end: int) -> None:
             raise _refuse(f"instruction 0x{op:02X}")
         if kind == "block":
             depth += 1
-            if r.pos < r.end and r.data[r.pos] in (0x40, 0x7F, 0x7E, 0x7D, 0x7C):
+            # One byte: empty (0x40) or a value type (numbers, v128, funcref, externref; a
+            # module whose engine accepted the latter two uses features the rest refuses).
+            if r.pos < r.end and r.data[r.pos] in (0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70,
+                                                   0x6F):
                 r.byte()
             else:
                 r.leb(33, signed=True)  # a type index

@@ -120,3 +120,15 @@ def test_a_cheater_always_loses_the_dispute(at: int, where: int, honest_first: b
     outcome = bisect.settle(step, wasm_step.replay(LCG, data, LIMIT, 20_000, start))
     assert outcome.losers == {1 - h}
     assert game.rounds <= bisect.max_rounds(len(honest.entries))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(8, len(LCG) - 1), st.integers(0, 255), st.binary(max_size=64))
+def test_the_subset_check_refuses_garbage_with_a_reason(at: int, byte: int,
+                                                        junk: bytes) -> None:
+    # A mutated module, or junk after the header: a verdict or a bad_field, never a crash.
+    for module in (LCG[:at] + bytes([byte]) + LCG[at + 1:], LCG[:8] + junk):
+        try:
+            wasm_subset.check(module)
+        except WireError as e:
+            assert e.reason is Reason.BAD_FIELD
