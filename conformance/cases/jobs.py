@@ -767,6 +767,12 @@ def worker() -> Iterator[Case]:
                   ("WRK-1",), profile=GPU_PROFILE)
     yield _worker("price_too_low", job(max_price=999), ignore(Reason.BAD_FIELD),
                   "max_price 999 below the worker's price 1000", ("WRK-1",))
+    yield _worker("challenge_for_another", job(verify=(("target", BOB.public_key),)),
+                  ignore(Reason.REQUIREMENTS_UNMET),
+                  "a challenge (06 CHL-1) addressed to Bob, not to this worker (key 32 zero "
+                  "bytes)", ("WRK-1", "CHL-1"))
+    yield _worker("challenge_for_this_worker", job(verify=(("target", bytes(32)),)), valid(),
+                  "a challenge addressed to this worker", ("WRK-1", "CHL-1"))
     yield _worker("deadline_passed", BASE_SPEC, ignore(Reason.DEADLINE_PASSED),
                   "offered at its deadline", ("WRK-1",), now_ms=BASE_SPEC.deadline)
     jid = cid_of(BASE_SPEC.seal(ALICE)).hex()

@@ -194,6 +194,13 @@ class JobSpec:
         return dict(self.params).get(name, default)
 
 
+def challenge_target(spec: JobSpec) -> bytes | None:
+    """Spec 06 CHL-1: the one worker a challenge job is for (its ``verify`` map's
+    ``target``), or None for an ordinary job."""
+    t = dict(spec.verify).get("target")
+    return t if isinstance(t, bytes) and len(t) == 32 else None
+
+
 def created_in_future(spec: JobSpec, now_ms: int) -> bool:
     """JOB-11: whether ``spec`` was created further ahead of ``now_ms`` than clocks drift.
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from p2pnode.jobs import discovery
 from p2pnode.jobs.market import Await, Decided, Decision, Grant, Lease, Refuse, RequesterJob
 from p2pnode.jobs.matching import Capacity, unmet
-from p2pnode.jobs.model import MAX_LIST_JOBS, JobSpec
+from p2pnode.jobs.model import MAX_LIST_JOBS, challenge_target
 from p2pnode.proofs.bars import BarList
 from p2pnode.wire.reasons import Reason
 
@@ -107,12 +107,6 @@ class Finished:
 
 
 Effect = Persist | Offer | CheckOutput | PutRecord | Provide | Finished
-
-
-def challenge_target(spec: JobSpec) -> bytes | None:
-    """CHL-1: the one worker a challenge job is for (its ``verify`` map's ``target``)."""
-    t = dict(spec.verify).get("target")
-    return t if isinstance(t, bytes) and len(t) == 32 else None
 
 
 class Requester:

@@ -18,7 +18,7 @@ from typing import Any
 from p2pnode.jobs.market import LEASE_BUDGET_PERIODS, VERIFY_TIMEOUT_MS
 from p2pnode.jobs.matching import Capacity, unmet
 from p2pnode.jobs.messages import JobLease
-from p2pnode.jobs.model import SignedJob
+from p2pnode.jobs.model import SignedJob, challenge_target
 from p2pnode.wire.reasons import Reason
 
 # XCH-4: how long a worker waits for its verdict: as long as the requester may take to
@@ -204,6 +204,9 @@ class Worker:
         why = unmet(self.capacity, spec)
         if why is not None:
             return why
+        target = challenge_target(spec)
+        if target is not None and target != self.key:  # a challenge for another worker
+            return Reason.REQUIREMENTS_UNMET
         if now >= deadline:
             return Reason.DEADLINE_PASSED
         if too_new:
