@@ -126,6 +126,26 @@ def _exe_fuel(f: Files, p: Params) -> Outcome:
     return Outcome("valid", outputs={"fuel.json": {"fuel": res.meta["fuel_used"]}})
 
 
+def _step_job(f: Files, p: Params) -> Outcome:
+    """As jobs/execute, and the chain's commitment in ``chain.json``."""
+    from conformance.jsonform import from_json
+    from conformance.reference_jobs import execute
+    from p2pnode.jobs.executors import get_executor
+    from p2pnode.jobs.executors.base import ExecError, Limits
+
+    out = execute(f, p)
+    if out.result != "valid":
+        return out
+    try:
+        res = get_executor("wasm", device="cpu").run(
+            {"module": f["input_module.bin"], "input": f["input_input.bin"]},
+            from_json(p["params"]), Limits())
+    except ExecError as e:
+        return Outcome("reject", e.reason.value)
+    return Outcome("valid", outputs={**out.outputs, "chain.json": {
+        "root": res.meta["chain_root"], "checkpoints": res.meta["checkpoints"]}})
+
+
 def _wasm_chain(f: Files, p: Params) -> Outcome:
     from p2pnode.proofs import wasm_step
 
@@ -248,6 +268,7 @@ HANDLERS: dict[str, Callable[[Files, Params], Outcome]] = {
     "proofs/wasm_subset": _wasm_subset,
     "proofs/wasm_fuel": _wasm_fuel,
     "proofs/wasm_chain": _wasm_chain,
+    "proofs/step_jobs": _step_job,
     "proofs/exe_fuel": _exe_fuel,
     "proofs/bisect": _bisect,
     "proofs/receipt": _receipt,

@@ -202,9 +202,45 @@ def judge() -> Iterator[Case]:
                  "a result that commits to nothing", ("PRF-5", "PRF-1"))
     yield _judge("short_root", TRUE, _root(TRUE)[:31], reject(Reason.BAD_PROOF),
                  "a root of 31 bytes", ("PRF-5", "PRF-1"))
+    from p2pnode.jobs.wasm_examples import example_module
+
+    lcg, data = example_module("step_lcg"), (5).to_bytes(4, "little")
+    step = dataclasses.replace(SPEC, kind="wasm", inputs=(("input", cid_of(data)),
+                                                          ("module", cid_of(lcg))),
+                               params=(("checkpoint_fuel", 1000), ("fuel", 10**6)))
+    for name, root, expected, desc in (
+            ("step_result_committed", bytes(range(32)), valid(),
+             "a step job's result with a chain commitment (its output is checked by "
+             "agreement and disputes, not here)"),
+            ("step_result_uncommitted", b"", reject(Reason.BAD_PROOF),
+             "a step job's result that commits to no chain")):
+        files = {"spec.cbor": step.seal(ALICE), "input_module.bin": lcg,
+                 "input_input.bin": data, "output.bin": b"\x00" * 8}
+        yield Case(name, Inputs(files, {"root": root.hex(), "seed": bytes(32).hex()}),
+                   expected, desc, ("WSM-5", "PRF-5"))
     yield _judge("wrong_shape_first", tensors.encode_matrix(np.zeros((5, 2), np.int64)),
                  _root(TRUE), reject(Reason.BAD_FIELD),
                  "the structural check (VER-2) comes first", ("PRF-5", "VER-2"))
+
+
+def step_jobs() -> Iterator[Case]:
+    """Run a step job as the wasm executor does (WSM-5): the output, and its chain."""
+    from conformance.cases.jobs import _exec
+    from p2pnode.jobs.wasm_examples import example_module
+
+    lcg = example_module("step_lcg")
+    data = (50).to_bytes(4, "little")
+    yield _exec("step_lcg_50", "wasm", {"module": lcg, "input": data}, valid(),
+                "50 steps of the example with a checkpoint every 10,000 fuel", ("WSM-5",),
+                params={"fuel": 10**9, "checkpoint_fuel": 10_000})
+    yield _exec("not_a_step_module", "wasm",
+                {"module": _step_module("(i32.const 0)").replace(b"step", b"stap"),
+                 "input": b""}, reject(Reason.BAD_FIELD),
+                "a checkpointed job whose module exports no step", ("WSM-5", "WSM-2"),
+                params={"checkpoint_fuel": 10})
+    yield _exec("step_out_of_fuel", "wasm", {"module": lcg, "input": data},
+                ignore(Reason.LIMIT_EXCEEDED), "fuel for 20 of its 50 steps",
+                ("WSM-5", "EXE-8"), params={"fuel": 80_000, "checkpoint_fuel": 10_000})
 
 
 def _wrong_row(name: str, c: np.ndarray[Any, Any], row: int, desc: str) -> Case:
@@ -600,6 +636,7 @@ HANDLERS: dict[str, Callable[[], Iterator[Case]]] = {
     "wasm_subset": wasm_subset,
     "wasm_fuel": wasm_fuel,
     "wasm_chain": wasm_chain,
+    "step_jobs": step_jobs,
     "exe_fuel": exe_fuel,
     "bisect": bisect,
     "receipt": receipt,

@@ -57,8 +57,13 @@ def judge_output(spec: JobSpec, inputs: dict[str, bytes | None], output: bytes,
     """VER-2's structural check, then the kind's proof (spec 06): for ``matmul``,
     Freivalds' check with randomness from ``seed`` (PRF-3, drawn after ``commit``)."""
     why = check_output(spec, inputs, output)
-    if why is not None or spec.kind != "matmul":
+    if why is not None:
         return Outcome(why)
+    if spec.kind == "wasm" and spec.param("checkpoint_fuel") is not None:
+        # A step job (spec 06 WSM-5): its result must commit to its checkpoint chain.
+        return Outcome(None if len(commit) == 32 else Reason.BAD_PROOF)
+    if spec.kind != "matmul":
+        return Outcome(None)
     from p2pnode.jobs.tensors import decode_matrix
     from p2pnode.proofs import matmul
 

@@ -111,7 +111,7 @@ class Work:
     output: bytes | None = None
     size: int = 0
     meta: dict[str, int | str] = field(default_factory=dict)
-    proof: dict[str, bytes] = field(default_factory=dict)  # the commitment (PRF-1)
+    proof: dict[str, Any] = field(default_factory=dict)  # the commitment (PRF-1)
     history: list[tuple[int, str, str]] = field(default_factory=list)
 
     @property
@@ -159,7 +159,7 @@ class SendResult:
     output: bytes
     size: int
     meta: dict[str, Any]
-    proof: dict[str, bytes] = field(default_factory=dict)
+    proof: dict[str, Any] = field(default_factory=dict)
 
 
 Effect = Persist | FetchInputs | Execute | Stop | SendHeartbeat | SendResult
@@ -295,7 +295,7 @@ class Worker:
 
     def on_executed(self, job_id: bytes, output: bytes | None, size: int,
                     meta: dict[str, int | str], reason: str, now: int,
-                    proof: dict[str, bytes] | None = None) -> list[Effect]:
+                    proof: dict[str, Any] | None = None) -> list[Effect]:
         w = self._open(job_id, WorkState.RUNNING)
         if w is None:
             return []

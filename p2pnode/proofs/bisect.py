@@ -17,11 +17,22 @@ and its input), which both parties share by definition.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from p2pnode.proofs import rows
 
 ENTRY_SIZE = 41
 START = -1
+CHAIN_KEYS = frozenset({"chain", "checkpoints"})  # a step job's result proof (WSM-5)
+
+
+def committed_chain(proof: dict[str, Any]) -> Claim | None:
+    """WSM-5: the chain commitment of a step job's ``job.result.proof``, or None."""
+    root, count = proof.get("chain"), proof.get("checkpoints")
+    if set(proof) != CHAIN_KEYS or not isinstance(root, bytes) or len(root) != 32 or \
+            not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        return None
+    return Claim(root, count)
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,11 +204,12 @@ def _int(v: object) -> int:
 
 
 def run(module: bytes, data: bytes, fuel: int, interval: int, *, keep_states: bool = False,
-        tamper: Callable[[StepRun, int], None] | None = None) -> Chain:
+        tamper: Callable[[StepRun, int], None] | None = None,
+        memory_bytes: int = 256 << 20) -> Chain:
     """Execute to the end, with a checkpoint every ``interval`` fuel (WSM-3).
     ``tamper(run, steps)`` is called after each step: a cheater's hook, for tests and
     benchmarks."""
-    r = StepRun(module, fuel)
+    r = StepRun(module, fuel, memory_bytes)
     chain = Chain()
     r.start(data)
     last, steps = _record(chain, r, keep_states), 0

@@ -28,6 +28,7 @@ from p2pnode.jobs.worker import MAX_SEEN, WorkState
 from p2pnode.jobs.worker import OPEN as WORK_OPEN
 from p2pnode.log import event
 from p2pnode.ports import Exchange, Transport
+from p2pnode.proofs.bisect import committed_chain
 from p2pnode.proofs.rows import committed_root
 from p2pnode.services.requester import RequesterService
 from p2pnode.services.worker import WorkerService
@@ -213,7 +214,8 @@ class JobsService:
         elif isinstance(msg, JobHeartbeat):
             await ex.send(req.answer_heartbeat(rec.signer, msg.job, msg.lease, msg.progress))
         elif isinstance(msg, JobResult):
-            commit = committed_root(msg.proof) or b""
+            chain = committed_chain(msg.proof)
+            commit = committed_root(msg.proof) or (chain.root if chain else b"")
             await ex.send(await req.answer_result(rec.signer, msg.job, msg.lease, msg.output,
                                                   msg.size, msg.compute_ms, commit, rec.raw))
         else:

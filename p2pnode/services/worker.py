@@ -80,6 +80,15 @@ class WorkerSettings:
     cheat: tuple[str, ...] = ()  # testnets only (p2pnode.proofs.cheat)
 
 
+def chain_proof(meta: dict[str, int | str]) -> dict[str, Any]:
+    """A step job's chain commitment (spec 06 WSM-5), taken out of the executor's meta into
+    the result's proof."""
+    root, count = meta.pop("chain_root", None), meta.pop("checkpoints", None)
+    if not isinstance(root, str) or not isinstance(count, int):
+        return {}
+    return {"chain": bytes.fromhex(root), "checkpoints": count}
+
+
 class WorkerService(PullPath):
     def __init__(self, *, identity: Identity, machine: Worker, transport: Transport,
                  clock: LocalClock, rng: random.Random, store: NodeStore, blobs: BlobStore,
@@ -324,9 +333,9 @@ class WorkerService(PullPath):
             out[name] = data
         return out
 
-    def _put_output(self, sj: SignedJob, data: bytes) -> tuple[bytes, bytes, dict[str, bytes]]:
+    def _put_output(self, sj: SignedJob, data: bytes) -> tuple[bytes, bytes, dict[str, Any]]:
         """Commit to the output (PRF-1) and store it; returns (data, cid, proof)."""
-        proof: dict[str, bytes] = {}
+        proof: dict[str, Any] = {}
         if sj.spec.kind == "matmul":
             if self.s.cheat:
                 from p2pnode.proofs.cheat import tamper
@@ -349,7 +358,7 @@ class WorkerService(PullPath):
         limits = dataclasses.replace(self.s.limits, wall_time_s=e.wall_time_s)
         output: bytes | None = None
         size, meta, reason = 0, {}, ""
-        proof: dict[str, bytes] = {}
+        proof: dict[str, Any] = {}
         async with self._slots.run(e.job):
             try:
                 inputs = await trio.to_thread.run_sync(self._load_inputs, sj)
@@ -360,6 +369,7 @@ class WorkerService(PullPath):
                 size = len(data)
                 meta = {k: v for k, v in res.meta.items()
                         if isinstance(v, int) or (isinstance(v, str) and len(v) <= 64)}
+                proof.update(chain_proof(meta))
             except ExecError as err:
                 reason = f"{err.reason.value}: {err.detail}"
             except ValueError as err:  # this node cannot run it (no GPU any more, say)

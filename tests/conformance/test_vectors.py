@@ -73,7 +73,8 @@ def test_reference_passes_every_vector(vectors: list[runner.Vector]) -> None:
         "tensors/matrix", "tensors/random_matrix", "blob/cid", "blob/request", "blob/receive",
         "proofs/rows", "proofs/params", "proofs/random", "proofs/seed", "proofs/judge",
         "proofs/wrong_row", "proofs/fraud", "proofs/bar", "proofs/wasm_subset",
-        "proofs/wasm_fuel", "proofs/wasm_chain", "proofs/exe_fuel", "proofs/bisect",
+        "proofs/wasm_fuel", "proofs/wasm_chain", "proofs/exe_fuel", "proofs/step_jobs",
+        "proofs/bisect",
         "proofs/receipt",
         "proofs/job_output", "proofs/attestation", "proofs/attest_table",
         "proofs/challenge_size", "proofs/challenge_claim", "proofs/offer_order"}

@@ -118,3 +118,24 @@ async def test_a_restarted_worker_resumes_its_live_lease(tmp_path: Path) -> None
         assert job.reassigned == 0  # the same worker finished its own lease
         assert job_summary(job, req.blobs)["worker"] == worker_id.peer_id
         outer.cancel_scope.cancel()
+
+
+async def test_a_step_job_commits_to_its_chain_and_agreeing_outputs_are_handed_out(
+        tmp_path: Path) -> None:
+    # Spec 06 WSM-5 and PRF-6: two workers run a checkpointed wasm job; each result commits
+    # to the same chain, and the job's output is the one they agree on.
+    from p2pnode.jobs.wasm_examples import example_module
+
+    async with running_nodes(tmp_path, 3) as nodes:
+        await wait_for(lambda: all(n.caps_known() == 2 for n in nodes))
+        req = nodes[0]
+        job = await req.market.requester.submit(
+            "wasm", {"module": example_module("step_lcg"), "input": (200).to_bytes(4, "little")},
+            {"checkpoint_fuel": 50_000}, Requirements(), lease_s=10, redundancy=2)
+        await wait_for(lambda: job.terminal, timeout=60)
+        assert job.state is JobState.COMPLETED
+        accepted = [le for le in job.leases.values() if le.state is LeaseState.ACCEPTED]
+        assert len(accepted) == 2 and len({le.worker for le in accepted}) == 2
+        assert accepted[0].commit == accepted[1].commit and len(accepted[0].commit) == 32
+        d = job_summary(job, req.blobs)
+        assert d["output_checked"] == "agreement" and d["output"] == accepted[0].output.hex()

@@ -86,7 +86,7 @@ from p2pnode.wire.reasons import Reason
 
 KIND: Final = "wasm"
 INPUTS: Final = frozenset({"module", "input"})
-PARAMS: Final = frozenset({"fuel"})
+PARAMS: Final = frozenset({"fuel", "checkpoint_fuel"})
 WASM_HEADER: Final = b"\x00asm\x01\x00\x00\x00"  # magic + core module version 1
 PAGE_SIZE: Final = 65536
 
@@ -312,6 +312,8 @@ class WasmExecutor:
                 f"{limits.wasm_memory_bytes}",
             )
 
+        if "checkpoint_fuel" in params:
+            return _run_steps(wasm, data, fuel, params["checkpoint_fuel"], limits)
         engine = self._engine()
         try:
             module = wasmtime.Module(engine, wasm)
@@ -340,6 +342,38 @@ class WasmExecutor:
             "elapsed_ms": round((time.perf_counter() - start) * 1000),
         }
         return ExecResult(output=output, meta=meta)
+
+
+def _run_steps(wasm: bytes, data: bytes, fuel: int, interval: Any,
+               limits: Limits) -> ExecResult:
+    """A step job (spec 06 WSM-5): the step module run with checkpoints every ``interval``
+    fuel; the chain's commitment goes back in ``meta`` (``chain_root``, ``checkpoints``),
+    which the worker signs as the result's proof. Wall time is bounded by the node, which
+    stops the execution's process (EXE-9)."""
+    from p2pnode.proofs import wasm_step
+    from p2pnode.wire.reasons import WireError
+
+    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
+        raise ExecError(Reason.BAD_FIELD, "checkpoint_fuel must be a positive integer")
+    start = time.perf_counter()
+    try:
+        chain = wasm_step.run(wasm, data, fuel, interval, memory_bytes=limits.wasm_memory_bytes)
+    except WireError as e:
+        raise ExecError(e.reason, e.detail) from e
+    except wasmtime.Trap as trap:
+        if trap.trap_code is wasmtime.TrapCode.OUT_OF_FUEL:
+            raise ExecError(Reason.LIMIT_EXCEEDED, "fuel") from trap
+        raise ExecError(Reason.EXEC_FAILED, f"trap: {_first_line(trap)}") from trap
+    except wasmtime.WasmtimeError as e:
+        raise ExecError(Reason.EXEC_FAILED, f"engine: {_first_line(e)}") from e
+    meta: dict[str, int | str] = {
+        "device": "cpu", "engine": ENGINE_NAME, "fuel_used": chain.entries[-1].fuel,
+        "chain_root": chain.root().hex(), "checkpoints": len(chain.entries),
+        "elapsed_ms": round((time.perf_counter() - start) * 1000),
+    }
+    if len(chain.output) > limits.max_output_bytes:
+        raise ExecError(Reason.LIMIT_EXCEEDED, "output")
+    return ExecResult(output=chain.output, meta=meta)
 
 
 def _first_line(e: Exception) -> str:
