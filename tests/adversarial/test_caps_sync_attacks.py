@@ -65,18 +65,26 @@ async def test_hostile_held_ads_answers_are_refused_and_counted(tmp_path: Path) 
             assert _sample(victim, "p2pnode_caps_sync_ads_total",
                            {"outcome": outcome}) == 1, outcome
 
-        # A frame over AD_MAX_SIZE is refused at its prefix; the answer is cut there.
+        # A frame over AD_MAX_SIZE is refused at its prefix; the answer is cut there. (The
+        # victim also pulls the attacker on its own when it appears on the topic, SYNC-1,
+        # and such a pull may meet the same answer: each explicit pull adds at least one.)
+        def too_large() -> float:
+            return _sample(victim, "p2pnode_caps_sync_pulls_total", {"result": "too_large"})
+
         answer[:] = [b"\xff\x3f" + b"x" * 100]
+        before = too_large()
         assert await pull() == 0
-        assert _sample(victim, "p2pnode_caps_sync_pulls_total",
-                       {"result": "too_large"}) == 1
+        assert too_large() >= before + 1
         # More ads than SYNC_MAX_ADS: those within the bound are checked, the rest not.
         answer[:] = [encode_frame(b"\x1c")] * (SYNC_MAX_ADS + 5)
+
+        def malformed() -> float:
+            return _sample(victim, "p2pnode_caps_sync_ads_total", {"outcome": "malformed"})
+
+        before, checked = too_large(), malformed()
         assert await pull() == 0
-        assert _sample(victim, "p2pnode_caps_sync_pulls_total",
-                       {"result": "too_large"}) == 2
-        assert _sample(victim, "p2pnode_caps_sync_ads_total",
-                       {"outcome": "malformed"}) <= 1 + SYNC_MAX_ADS
+        pulls = too_large() - before
+        assert pulls >= 1 and malformed() - checked <= pulls * SYNC_MAX_ADS
         assert mallory.peer_id not in caps.table
 
         # A relayed ad of another signer is the one thing an answer is for (SYNC-5). The
