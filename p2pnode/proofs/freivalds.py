@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -78,6 +81,24 @@ def random_matrix(seed: bytes, rows: int, cols: int, bits: int) -> npt.NDArray[n
 BLOCK_ROWS = 512
 
 
+_CONTROLLER: Any = None
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """The check's matrix-vector products on one BLAS thread. They are bound by memory, not
+    arithmetic: two threads gained 1 ms of 12 at n = 2048 on a quiet host, and on a shared
+    host that takes a core away now and then, threads waiting for each other made the same
+    check take 36-47 ms instead of 12-15."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+
+        _CONTROLLER = ThreadpoolController()
+    with _CONTROLLER.limit(limits=1, user_api="blas"):
+        yield
+
+
 def _times_within(x: npt.NDArray[np.int8] | npt.NDArray[np.int64],
                   r: npt.NDArray[np.float64],
                   bound: int | None) -> npt.NDArray[np.float64] | None:
@@ -131,12 +152,14 @@ def check(a: npt.NDArray[np.int8], b: npt.NDArray[np.int8], c: npt.NDArray[np.in
     bits = bits_for(max(k, 1), max(m, 1))
     rounds = rounds_for(bits, soundness_bits)
     r = random_matrix(seed, m, rounds, bits)
-    # The bound is checked on c's float64 blocks: int64 entries beyond 2^53 may round, but
-    # only to values still beyond the bound, which is far below 2^53.
-    right = _times_within(c, r, entry_bound(k))
-    if right is None:
-        return Check(False, "entry_bound", bits, rounds)
-    if not np.array_equal(_times(a, _times(b, r)), right):
+    with one_blas_thread():
+        # The bound is checked on c's float64 blocks: int64 entries beyond 2^53 may round,
+        # but only to values still beyond the bound, which is far below 2^53.
+        right = _times_within(c, r, entry_bound(k))
+        if right is None:
+            return Check(False, "entry_bound", bits, rounds)
+        same = np.array_equal(_times(a, _times(b, r)), right)
+    if not same:
         return Check(False, "mismatch", bits, rounds)
     return Check(True, "", bits, rounds)
 
@@ -154,5 +177,6 @@ def wrong_rows(a: npt.NDArray[np.int8], b: npt.NDArray[np.int8], c: npt.NDArray[
     over = np.flatnonzero(np.any(c > bound, axis=1) | np.any(c < -bound, axis=1))
     if over.size:
         return [int(i) for i in over]
-    diff = np.any(_times(a, _times(b, r)) != _times(c, r), axis=1)
+    with one_blas_thread():
+        diff = np.any(_times(a, _times(b, r)) != _times(c, r), axis=1)
     return [int(i) for i in np.flatnonzero(diff)]
