@@ -169,10 +169,13 @@ class Node:
                     await nursery.start(self.fraud.run)
                     self.challenge = self._build_challenge(st, self.market)
                     await nursery.start(self.challenge.run)
-                    self.api_addr = await nursery.start(serve_admin_api, self)
+                    # The admin API comes up last: once it answers (the launcher and the
+                    # CLI wait for it), every other part, the metrics endpoint included,
+                    # is up and its status complete.
                     if self.config.metrics_listen:
                         self.metrics_addr = await nursery.start(
                             serve_metrics, self.metrics, self.config.metrics_listen)
+                    self.api_addr = await nursery.start(serve_admin_api, self)
                     event(log, "node.started", peer_id=self.peer_id, net=self.config.network,
                           addrs=st.listen_addrs(), api=self.api_addr, metrics=self.metrics_addr)
                     task_status.started(self)
