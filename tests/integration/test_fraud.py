@@ -10,7 +10,9 @@ import trio
 from p2pnode.identity import Identity
 from p2pnode.jobs import tensors
 from p2pnode.jobs.market import JobState, LeaseState
+from p2pnode.jobs.matching import Capacity
 from p2pnode.jobs.model import Requirements
+from p2pnode.jobs.requester import Candidate
 from p2pnode.node import Node
 from p2pnode.wire.reasons import Reason
 from tests.integration.helpers import HW, node_config, wait_for
@@ -24,7 +26,8 @@ def _inputs(n: int, seed: bytes) -> dict[str, bytes]:
 async def test_a_cheater_is_proven_wrong_and_barred_everywhere(tmp_path: Path) -> None:
     # Node 0 requests; node 1 cheats on every matmul job (one entry off, committed
     # honestly); node 2 runs no matmul and only watches the fraud topic.
-    configs = [{}, {"jobs_cheat": ("entry",)}, {"caps_kinds": ("wasm",)}]
+    configs = [{}, {"jobs_cheat": ("entry",), "jobs_discovery_interval_s": 0.5},
+               {"caps_kinds": ("wasm",)}]
     async with trio.open_nursery() as nursery:
         nodes: list[Node] = []
         for i, kw in enumerate(configs):
@@ -60,10 +63,20 @@ async def test_a_cheater_is_proven_wrong_and_barred_everywhere(tmp_path: Path) -
         for n in (req, watcher):
             assert n.market.requester.machine.bars.barred(cheater.identity.public_key,
                                                           n.market.requester.clock.now_ms())
-        # The cheater gets no lease on another job; the first stays open, not failed.
+        # The cheater gets no lease on another job: it is offered nothing, and when it finds
+        # the job in the DHT its claim is refused (barred). The first job stays open.
         job2 = await req.market.requester.submit("matmul", _inputs(8, b"f2"), {},
                                                  Requirements(), lease_s=10)
-        await trio.sleep(3)
+        machine = req.market.requester.machine
+        table = [Candidate(cheater.peer_id, cheater.identity.public_key,
+                           Capacity.of_ad(req.table.get(cheater.peer_id).ad))]
+        assert machine.candidates(job2, table, now) == []
+
+        def refused_barred() -> int:
+            return int(req.metrics.messages_rejected.labels(
+                topic="job", reason=Reason.BARRED.value)._value.get())
+
+        await wait_for(lambda: refused_barred() >= 1, timeout=30)
         assert not job2.leases and job.state is JobState.PUBLISHED
-        assert req.market.requester.machine.bars.barred(cheater.identity.public_key, now)
+        assert machine.bars.barred(cheater.identity.public_key, now)
         nursery.cancel_scope.cancel()
