@@ -41,7 +41,6 @@ log = logging.getLogger("p2pnode.challenge")
 # CHL-4: attestations a forwarder may bring, a second after a burst.
 ATTEST_RATE_PER_S = 2.0
 ATTEST_BURST = 16
-POLL_S = 1.0
 
 
 class ChallengeService:
@@ -129,13 +128,15 @@ class ChallengeService:
             return
         self.count("challenge", "started")
         with trio.move_on_after(CHALLENGE_DEADLINE_S + 10):
-            # Only the subject may hold the job (CHL-1): its first rejected result, a
-            # lease it let run out, or a fraud proof that bars it already decides.
-            while not job.terminal and not job.rejected and not job.reassigned and \
-                    not self.requester.machine.bars.barred(subject,
-                                                           self.requester.clock.now_ms()):
-                await trio.sleep(POLL_S)
+            while not self._decided(job, subject):
+                await self.requester.changed(job.id).wait()
         await self._attest(subject, seq, n, job)
+
+    def _decided(self, job: RequesterJob, subject: bytes) -> bool:
+        """CHL-3: only the subject may hold the job (CHL-1), so its end, the subject's first
+        rejected result, a lease it let run out, or a fraud proof that bars it decides."""
+        return job.terminal or bool(job.rejected) or bool(job.reassigned) or \
+            self.requester.machine.bars.barred(subject, self.requester.clock.now_ms())
 
     async def _attest(self, subject: bytes, seq: int, n: int, job: RequesterJob) -> None:
         ok = job.state is JobState.COMPLETED

@@ -106,6 +106,7 @@ class RequesterService:
         self._wake = trio.Event()
         self._persist_lock = trio.Lock()
         self._judged: dict[tuple[bytes, int], trio.Event] = {}
+        self._changed: dict[bytes, trio.Event] = {}  # jobs someone waits on (changed)
         self._results: dict[tuple[bytes, int], bytes] = {}  # signed results being judged
         self._secret: bytes | None = None  # PRF-3, derived on the first check
         # Set by the node: publishes a fraud proof on the fraud topic (FRD).
@@ -169,6 +170,8 @@ class RequesterService:
     async def _apply(self, effects: Sequence[Effect]) -> None:
         assert self._nursery is not None
         for e in effects:
+            if isinstance(e, Persist | Finished):
+                self._notify(e.job)
             if isinstance(e, Persist):
                 await self._persist(e.job)
             elif isinstance(e, Offer):
@@ -190,6 +193,15 @@ class RequesterService:
                 event(log, "job.finished", job=e.job.hex(), state=state)
         if effects:
             self.wake()
+
+    def changed(self, job_id: bytes) -> trio.Event:
+        """Set at the job's next change of state or history, or at the next bar (FRD-7)."""
+        return self._changed.setdefault(job_id, trio.Event())
+
+    def _notify(self, job_id: bytes) -> None:
+        ev = self._changed.pop(job_id, None)
+        if ev is not None:
+            ev.set()
 
     async def _persist(self, job_id: bytes) -> None:
         async with self._persist_lock:
@@ -405,6 +417,8 @@ class RequesterService:
         """FRD-7: a valid fraud proof (ours or gossiped) bars ``cheater`` from our leases."""
         now = self.clock.now_ms()
         self.machine.bar(cheater, job, now + max(0, until_wall - self.clock.wall_ms()), now)
+        for waited in list(self._changed):  # a bar may decide what someone waits for
+            self._notify(waited)
 
     async def _fetch_and_check(self, c: CheckOutput) -> tuple[bool, str, bool]:
         peer = peer_id_str(c.worker)
