@@ -77,14 +77,21 @@ def _fraud(f: Files, p: Params) -> Outcome:
         "cheater": fr.cheater.hex(), "job": fr.job.hex(), "until": fr.until}})
 
 
-def _bar(f: Files, p: Params) -> Outcome:
+def _requester_holding(f: Files) -> tuple[SignedJob, Requester, Capacity]:
+    """A requester holding the job of ``spec.cbor`` since its creation, and a capacity that
+    qualifies for it."""
     sj = SignedJob.open(f["spec.cbor"])
     req = Requester(sj.spec.net, rng=random.Random(0))
     req.add(RequesterJob.new(sj.id, sj.spec, sj.raw, sj.spec.created), sj.spec.created)
-    for worker, until in p["bars"]:
-        req.bar(bytes.fromhex(worker), sj.id, until, sj.spec.created)
     able = Capacity(kinds=frozenset({sj.spec.kind}), cores=64, mem=1 << 40, gpus=0, gpu_mem=0,
                     prices={sj.spec.kind: 0})
+    return sj, req, able
+
+
+def _bar(f: Files, p: Params) -> Outcome:
+    sj, req, able = _requester_holding(f)
+    for worker, until in p["bars"]:
+        req.bar(bytes.fromhex(worker), sj.id, until, sj.spec.created)
     d, _ = req.on_claim(sj.id, bytes.fromhex(p["worker"]), 0, p["now_ms"], able)
     reason = getattr(d, "reason", None)
     if reason is None:
@@ -245,11 +252,7 @@ def _offer_order(f: Files, p: Params) -> Outcome:
     from p2pnode.jobs.requester import Candidate
     from p2pnode.proofs.challenge import offer_rank
 
-    sj = SignedJob.open(f["spec.cbor"])
-    req = Requester(sj.spec.net, rng=random.Random(0))
-    req.add(RequesterJob.new(sj.id, sj.spec, sj.raw, sj.spec.created), sj.spec.created)
-    able = Capacity(kinds=frozenset({sj.spec.kind}), cores=64, mem=1 << 40, gpus=0, gpu_mem=0,
-                    prices={sj.spec.kind: 0})
+    sj, req, able = _requester_holding(f)
     table = [Candidate(label, _key(label), able, offer_rank(status))
              for status, label in p["candidates"]]
     return Outcome("valid", outputs={"order.json": req.candidates(req.jobs[sj.id], table,

@@ -115,7 +115,7 @@ def test_a_valid_proof_replayed_later_never_extends_the_bar() -> None:
     assert e.value.reason is Reason.EXPIRED
 
 
-def test_a_proof_for_another_network_or_a_wasm_job_fails() -> None:
+def test_a_proof_for_another_network_fails() -> None:
     c = TRUE.copy()
     c[1, 1] += 1
     with pytest.raises(WireError) as e:
