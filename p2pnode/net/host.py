@@ -6,6 +6,7 @@ behaviour it fixes (spec/03-network.md §6 lists them for other implementers).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -173,6 +174,14 @@ def patch_libp2p(net: str) -> None:
     for mod in (pubsub_mod, gossipsub_mod, identify_mod, kad_main, kad_routing,
                 kad_providers, kad_values):
         mod.env_to_send_in_RPC = own  # type: ignore[attr-defined]
+    # A pubsub frame that is not a protobuf RPC raised DecodeError out of the stream's
+    # read loop, which ended the connection's nursery and with it the whole node: one
+    # malformed frame from any peer stopped it. The stream is reset and the peer dropped
+    # from pubsub instead, and it is counted (spec 03 §6).
+    pubsub_cls: Any = pubsub_mod.Pubsub
+    if not getattr(pubsub_cls.continuously_read_stream, "_p2pnode", False):
+        pubsub_cls.continuously_read_stream = _dropping_garbage(
+            pubsub_cls.continuously_read_stream)
     # libp2p logs at INFO into the root logger; keep its records out of ours.
     # Without a handler Python's last-resort handler would print its warnings as bare text.
     lp = logging.getLogger("libp2p")
@@ -181,6 +190,33 @@ def patch_libp2p(net: str) -> None:
     if not lp.handlers:
         lp.addHandler(logging.NullHandler())
     _patched_net = net
+
+
+class _Garbage:
+    """Pubsub streams dropped because a frame was not an RPC (a process-wide count)."""
+
+    frames = 0
+
+
+PUBSUB_GARBAGE = _Garbage()
+
+
+def _dropping_garbage(read_stream: Any) -> Any:
+    from google.protobuf.message import DecodeError
+
+    async def read_or_drop(self: Any, stream: Any) -> None:
+        try:
+            await read_stream(self, stream)
+        except DecodeError:
+            PUBSUB_GARBAGE.frames += 1
+            peer = stream.muxed_conn.peer_id
+            logging.getLogger("p2pnode.net").info("pubsub.garbage peer=%s", peer)
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            self._handle_dead_peer(peer)
+
+    read_or_drop._p2pnode = True  # type: ignore[attr-defined]
+    return read_or_drop
 
 
 class InboundConnectionEnded(Exception):
