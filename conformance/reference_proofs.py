@@ -267,6 +267,7 @@ HANDLERS: dict[str, Callable[[Files, Params], Outcome]] = {
     "proofs/judge": _judge,
     "proofs/wrong_row": _wrong_row,
     "proofs/fraud": _fraud,
+    "proofs/segment": _fraud,
     "proofs/bar": _bar,
     "proofs/wasm_subset": _wasm_subset,
     "proofs/wasm_fuel": _wasm_fuel,

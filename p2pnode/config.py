@@ -73,7 +73,7 @@ class Config:
 
 # (toml section, toml key) -> Config field
 # The ways a testnet's cheating worker can cheat (p2pnode.proofs.cheat).
-CHEAT_MODES = ("row", "entry", "commit", "zero")
+CHEAT_MODES = ("row", "entry", "commit", "zero", "segment")
 
 _KEYS: dict[tuple[str, str], str] = {
     ("node", "network"): "network",

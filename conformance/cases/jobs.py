@@ -50,11 +50,13 @@ from p2pnode.jobs.model import (
     MAX_DEADLINE_MS,
     SPEC_MAX_SIZE,
     T_CLAIM,
+    T_ENTRY,
     T_GET,
     T_HEARTBEAT,
     T_LEASE,
     T_LIST,
     T_OFFER,
+    T_PROBE,
     T_QUERY,
     T_REFUSE,
     T_RESULT,
@@ -276,6 +278,9 @@ def _message_bodies() -> dict[str, dict[str, Any]]:
                     "output": OUT, "accepted": False, "reason": "bad_field", "ts": ts},
         T_REFUSE: {"net": NET, "job": C1, "reason": "busy", "detail": "fully leased",
                    "ts": ts},
+        T_PROBE: {"net": NET, "job": C1, "lease": 1, "index": 6, "state": False, "ts": ts},
+        T_ENTRY: {"net": NET, "job": C1, "lease": 1, "index": 6, "entry": bytes(41),
+                  "path": [bytes(32)] * 4, "state": OUT, "ts": ts},
     }
 
 
@@ -291,6 +296,8 @@ BAD_MESSAGE_FIELD: dict[str, tuple[str, Any, str]] = {
     T_RESULT: ("proof", {"k%d" % i: 1 for i in range(17)}, "a proof map of 17 entries"),
     T_VERDICT: ("accepted", 1, "accepted as the integer 1"),
     T_REFUSE: ("detail", "d" * 201, "a 201-byte detail"),
+    T_PROBE: ("state", 0, "state as the integer 0"),
+    T_ENTRY: ("entry", bytes(40), "a 40-byte entry"),
 }
 
 
@@ -304,7 +311,8 @@ def message() -> Iterator[Case]:
     bodies = _message_bodies()
     for t, body in bodies.items():
         short = t.split(".")[1]
-        signer = ALICE if t in (T_OFFER, T_LIST, T_LEASE, T_VERDICT, T_REFUSE) else BOB
+        signer = ALICE if t in (T_OFFER, T_LIST, T_LEASE, T_VERDICT, T_REFUSE,
+                                T_PROBE) else BOB
         yield _message(f"{short}_valid", seal(body, signer, t=t, v=1), valid(),
                        f"a {t}", ("JOB-7", "JOB-9"), expect=[t])
         yield _message(f"{short}_wrong_network", seal({**body, "net": "mainnet"}, signer, t=t,

@@ -346,12 +346,130 @@ def fraud() -> Iterator[Case]:
                  ("FRD-3",), now_ms=RESULT_TS + BAR_MS)
     yield _fraud("other_network", _fraud_body(net="testnet"), reject(Reason.WRONG_NETWORK),
                  "a proof for another network", ("FRD-1",))
-    yield _fraud("unknown_kind", _fraud_body(kind="wasm.segment"), reject(Reason.UNKNOWN_TYPE),
+    yield _fraud("unknown_kind", _fraud_body(kind="wasm.memory"), reject(Reason.UNKNOWN_TYPE),
                  "a kind v1 does not define", ("FRD-1",))
     yield _fraud("extra_key", _fraud_body(note="x"), reject(Reason.UNKNOWN_FIELD),
                  "a key FraudProof does not define", ("FRD-1",))
     yield _fraud("missing_key", _fraud_body(path=None), reject(Reason.BAD_FIELD),
                  "no path", ("FRD-1",))
+
+
+# -- FRD-10 .. FRD-12: a wrong checkpoint of a step job -------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class StepCase:
+    """A step job, an honest run of it, and a cheater's (diverging after its second step)
+    with its signed result: the material of ``wasm.segment`` proofs."""
+
+    spec_raw: bytes
+    module: bytes
+    data: bytes
+    honest: Any  # wasm_step.Chain, with states
+    cheat: Any  # wasm_step.Chain
+    result: bytes  # the cheater's job.result, signed by BOB
+    first_wrong: int
+
+
+def step_case(steps: int = 12, interval: int = 5000, fuel: int = 10**7,
+              chain: Any = None, module_name: str = "step_lcg") -> StepCase:
+    from p2pnode.jobs.wasm_examples import example_module
+    from p2pnode.proofs import cheat, wasm_step
+
+    module, data = example_module(module_name), steps.to_bytes(4, "little")
+    spec = dataclasses.replace(
+        BASE_SPEC, kind="wasm", inputs=(("input", cid_of(data)), ("module", cid_of(module))),
+        params=(("checkpoint_fuel", interval), ("fuel", fuel)), redundancy=2)
+    raw = spec.seal(ALICE)
+    honest = wasm_step.run(module, data, fuel, interval, keep_states=True)
+    bad = chain or wasm_step.run(module, data, fuel, interval, tamper=cheat.diverge)
+    wrong = next((i for i, (a, b) in enumerate(zip(honest.entries, bad.entries, strict=False))
+                 if a != b), 0)
+    blob = bad.output
+    result = JobResult(net=NET, job=cid_of(raw), lease=1, output=cid_of(blob), size=len(blob),
+                       ts=RESULT_TS, proof={"chain": bad.root(),
+                                            "checkpoints": len(bad.entries)}).seal(BOB)
+    return StepCase(raw, module, data, honest, bad, result, wrong)
+
+
+def segment_body(c: StepCase, index: int | None = None, **changes: Any) -> dict[str, Any]:
+    """The ``wasm.segment`` body against ``c``'s cheater at ``index`` (its first wrong
+    entry by default), with fields replaced (``None`` deletes one)."""
+    from p2pnode.proofs.segment import KIND_WASM_SEGMENT
+
+    i = c.first_wrong if index is None else index
+    raw = c.cheat.raw
+    body = {"net": NET, "kind": KIND_WASM_SEGMENT, "spec": c.spec_raw, "result": c.result,
+            "module": c.module, "input": c.data, "index": i, "claimed": raw[i],
+            "path": _path(raw, i), "prior": raw[i - 1] if i else b"",
+            "prior_path": _path(raw, i - 1) if i else [],
+            "state": c.honest.states[i - 1].encode() if i else b"", "ts": NOW_MS}
+    for k, v in changes.items():
+        if v is None:
+            del body[k]
+        else:
+            body[k] = v
+    return body
+
+
+def segment() -> Iterator[Case]:
+    from p2pnode.proofs import wasm_step
+    from p2pnode.proofs.bisect import Entry
+
+    c = step_case()
+    rules = ("FRD-10", "FRD-11", "FRD-12")
+    yield _fraud("segment_valid", segment_body(c), valid({"fraud.json": {
+        "cheater": BOB.public_key.hex(), "job": cid_of(c.spec_raw).hex(),
+        "until": RESULT_TS + BAR_MS}}),
+        "the cheater's entry 2 is not what the replay of one step from its entry 1 gives",
+        ("FRD-1", "FRD-2", "FRD-3", *rules))
+    forged = wasm_step.Chain(entries=[Entry(c.honest.entries[0].fuel, False, bytes(32)),
+                                      *c.honest.entries[1:]], output=c.honest.output)
+    s0 = step_case(chain=forged)
+    yield _fraud("segment_at_the_start", segment_body(s0), valid({"fraud.json": {
+        "cheater": BOB.public_key.hex(), "job": cid_of(s0.spec_raw).hex(),
+        "until": RESULT_TS + BAR_MS}}),
+        "a chain whose entry 0 is not the state after init: the replay is the start alone",
+        rules)
+    honest = step_case(chain=c.honest)
+    i = c.first_wrong
+    yield _fraud("segment_honest_entry", segment_body(c, result=honest.result,
+                                                      claimed=c.honest.raw[i],
+                                                      path=_path(c.honest.raw, i),
+                                                      prior_path=_path(c.honest.raw, i - 1)),
+                 reject(Reason.BAD_PROOF), "an honest worker's entry: the replay agrees",
+                 ("FRD-12",))
+    yield _fraud("segment_state_not_the_prior", segment_body(
+        c, state=c.honest.states[i].encode()), reject(Reason.BAD_PROOF),
+        "the state of entry 2 named as entry 1's", ("FRD-11",))
+    yield _fraud("segment_state_garbled", segment_body(c, state=b"\xa0"),
+                 reject(Reason.BAD_PROOF), "a state blob that is not a state", ("FRD-11",))
+    bad_path = list(_path(c.cheat.raw, i))
+    bad_path[0] = bytes(32)
+    yield _fraud("segment_path_altered", segment_body(c, path=bad_path),
+                 reject(Reason.BAD_PROOF), "one hash of the claimed entry's path replaced",
+                 ("FRD-11",))
+    yield _fraud("segment_no_prior", segment_body(c, prior=b"", prior_path=[]),
+                 reject(Reason.BAD_PROOF), "entry 2 without entry 1", ("FRD-11",))
+    yield _fraud("segment_index_out_of_range", {**segment_body(c), "index": len(c.cheat.raw)},
+                 reject(Reason.BAD_PROOF), "an index past the chain's end", ("FRD-11",))
+    from p2pnode.jobs.wasm_examples import example_module
+
+    yield _fraud("segment_module_not_the_jobs", segment_body(c, module=example_module("sum")),
+                 reject(Reason.HASH_MISMATCH), "another module than the job names", ("FRD-10",))
+    plain = dataclasses.replace(SPEC, kind="wasm")
+    plain_raw = plain.seal(ALICE)
+    yield _fraud("segment_not_a_step_job", segment_body(
+        c, spec=plain_raw, result=_result(job=cid_of(plain_raw), proof={
+            "chain": c.cheat.root(), "checkpoints": len(c.cheat.raw)})),
+        reject(Reason.BAD_PROOF), "a wasm job without checkpoint_fuel", ("FRD-10",))
+    yield _fraud("segment_result_without_chain", segment_body(
+        c, result=_result(job=cid_of(c.spec_raw), proof={})), reject(Reason.BAD_PROOF),
+        "the result commits to no chain", ("FRD-2",))
+    # One segment of 3,000 steps (about 20 M fuel): more than a node replays for a proof.
+    long = step_case(steps=3000, interval=1 << 40, fuel=10**9)
+    yield _fraud("segment_too_long", segment_body(long), reject(Reason.LIMIT_EXCEEDED),
+                 "a segment beyond MAX_SEGMENT_FUEL is not checked", ("FRD-12",))
 
 
 # -- FRD-7 --------------------------------------------------------------------------------------
@@ -632,6 +750,7 @@ HANDLERS: dict[str, Callable[[], Iterator[Case]]] = {
     "judge": judge,
     "wrong_row": wrong_row,
     "fraud": fraud,
+    "segment": segment,
     "bar": bar,
     "wasm_subset": wasm_subset,
     "wasm_fuel": wasm_fuel,

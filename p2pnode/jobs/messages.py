@@ -15,11 +15,13 @@ from p2pnode.identity import Identity
 from p2pnode.jobs.model import (
     MAX_DETAIL_LEN,
     T_CLAIM,
+    T_ENTRY,
     T_GET,
     T_HEARTBEAT,
     T_LEASE,
     T_LIST,
     T_OFFER,
+    T_PROBE,
     T_QUERY,
     T_REFUSE,
     T_RESULT,
@@ -168,11 +170,42 @@ class JobRefuse(_Body):
                    detail=short, ts=ts)
 
 
+@dataclass(frozen=True, slots=True)
+class JobProbe(_Body):
+    """A dispute's referee (the job's requester) asks a worker for entry ``index`` of the
+    checkpoint chain its result for ``lease`` committed to, and with ``state`` for the
+    state at that entry too (spec 06 DSP-3)."""
+
+    T: ClassVar[str] = T_PROBE
+    net: str
+    job: bytes
+    lease: int
+    index: int
+    state: bool
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobEntry(_Body):
+    """The answer to a :class:`JobProbe`: the 41-byte entry, its audit path and, when
+    asked, the content id of the state's blob (else empty)."""
+
+    T: ClassVar[str] = T_ENTRY
+    net: str
+    job: bytes
+    lease: int
+    index: int
+    entry: bytes
+    path: tuple[bytes, ...]
+    state: bytes
+    ts: int
+
+
 StreamMessage = (JobOffer | JobQuery | JobList | JobGet | JobClaim | JobLease | JobHeartbeat
-                 | JobResult | JobVerdict | JobRefuse)
+                 | JobResult | JobVerdict | JobRefuse | JobProbe | JobEntry)
 CLASSES: dict[str, type[Any]] = {c.T: c for c in (
     JobOffer, JobQuery, JobList, JobGet, JobClaim, JobLease, JobHeartbeat, JobResult,
-    JobVerdict, JobRefuse)}
+    JobVerdict, JobRefuse, JobProbe, JobEntry)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +228,7 @@ def decode(data: bytes, *, net: str, expected: set[str] | None = None,
 
 # Which side of the market takes each first message (XCH-4); any other is refused.
 REQUESTER_SIDE = frozenset({T_QUERY, T_GET, T_CLAIM, T_HEARTBEAT, T_RESULT})
-WORKER_SIDE = frozenset({T_OFFER})
+WORKER_SIDE = frozenset({T_OFFER, T_PROBE})
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,10 @@ T_HEARTBEAT = "job.heartbeat"
 T_RESULT = "job.result"
 T_VERDICT = "job.verdict"
 T_REFUSE = "job.refuse"
+T_PROBE = "job.probe"  # a dispute's referee asks a worker for a checkpoint (spec 06 DSP)
+T_ENTRY = "job.entry"  # and its answer
+# The longest audit path a job.entry carries: a chain of MAX_CHECKPOINTS entries (WSM-3).
+MAX_ENTRY_PATH = 24
 
 SPEC_MAX_SIZE = 8192
 SIZES = {
@@ -72,6 +76,8 @@ SIZES = {
     T_RESULT: 2048,
     T_VERDICT: 512,
     T_REFUSE: 512,
+    T_PROBE: 512,
+    T_ENTRY: 2048,
 }
 for _type, _size in SIZES.items():
     envelope.register_type(_type, {VERSION}, _size)
@@ -290,6 +296,10 @@ def _meta(v: Any, n: str) -> dict[str, Any]:
     return {text(k, 32, n, nonempty=True): _param_value(x, n) for k, x in v.items()}
 
 
+def _path(v: Any, n: str) -> list[bytes]:
+    return [bstr(h, n, size=32) for h in list_of(v, MAX_ENTRY_PATH, n)]
+
+
 def _bool(v: Any, n: str) -> bool:
     return boolean(v, n)
 
@@ -309,6 +319,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     T_REFUSE: {"net": _net, "job": _job_or_empty, "reason": _t,
                "detail": lambda v, n: text(v, MAX_DETAIL_LEN, n),
                "ts": _u},
+    T_PROBE: {"net": _net, "job": cid, "lease": _u, "index": _u, "state": _bool, "ts": _u},
+    T_ENTRY: {"net": _net, "job": cid, "lease": _u, "index": _u,
+              "entry": lambda v, n: bstr(v, n, size=41), "path": _path,
+              "state": _job_or_empty, "ts": _u},
 }
 
 

@@ -44,6 +44,7 @@ from p2pnode.wire.reasons import Reason, WireError
 T_FRAUD = "fraud.proof"
 VERSION = 1
 KIND_MATMUL_ROW = "matmul.row"
+KINDS = frozenset({KIND_MATMUL_ROW, "wasm.segment"})
 # The largest fraud proof: it carries both inputs, so it covers matmul jobs up to about
 # n = 360; a larger job's cheater is rejected and excluded by its requester alone (FRD-8).
 MAX_FRAUD_SIZE = 512 * 1024
@@ -100,12 +101,17 @@ def _bad(detail: str) -> WireError:
 
 def check(data: bytes, *, net: str, now_ms: int,
           verified: envelope.SignatureCache | None = None) -> Fraud:
-    """FRD-1 .. FRD-6: the fraud a proof establishes; raises WireError with the reason."""
+    """FRD-1 .. FRD-6 (``matmul.row``) or FRD-10 .. FRD-12 (``wasm.segment``): the fraud a
+    proof establishes; raises WireError with the reason."""
+    from p2pnode.proofs import segment
+
     env = envelope.open_envelope(data, expected_type=T_FRAUD, verified=verified)  # FRD-1
-    m = map_exact(env.body, _KEYS, T_FRAUD)
+    kind = env.body.get("kind") if isinstance(env.body, dict) else None
+    m = map_exact(env.body, segment.KEYS if kind == segment.KIND_WASM_SEGMENT else _KEYS,
+                  T_FRAUD)
     if text(m["net"], MAX_NET_LEN, "net", nonempty=True) != net:
         raise WireError(Reason.WRONG_NETWORK, str(m["net"]))
-    if text(m["kind"], 32, "kind", nonempty=True) != KIND_MATMUL_ROW:
+    if text(m["kind"], 32, "kind", nonempty=True) not in KINDS:
         raise WireError(Reason.UNKNOWN_TYPE, "fraud proof kind %s" % m["kind"])
     # FRD-2: the job and the cheater's signed result for it.
     job = SignedJob.open(bstr(m["spec"], "spec"), verified=verified)
@@ -116,19 +122,38 @@ def check(data: bytes, *, net: str, now_ms: int,
         raise WireError(Reason.ID_MISMATCH, "the result is for another job")
     if body["net"] != net or job.spec.net != net:
         raise WireError(Reason.WRONG_NETWORK, str(body["net"]))
-    if job.spec.kind != "matmul":
-        raise _bad("not a matmul job")
-    root = matmul.committed_root(body["proof"])
-    if root is None:
-        raise _bad("the result commits to no row root")
-    # FRD-6 (time, checked before the arithmetic): the bar runs from the result's ts.
+    root, chain = None, None
+    if kind == segment.KIND_WASM_SEGMENT:
+        from p2pnode.proofs.bisect import committed_chain
+
+        if job.spec.kind != "wasm":
+            raise _bad("not a wasm job")
+        chain = committed_chain(body["proof"])
+        if chain is None:
+            raise _bad("the result commits to no checkpoint chain")
+    else:
+        if job.spec.kind != "matmul":
+            raise _bad("not a matmul job")
+        root = matmul.committed_root(body["proof"])
+        if root is None:
+            raise _bad("the result commits to no row root")
+    # FRD-3 (time, checked before the arithmetic): the bar runs from the result's ts.
     ts = int(body["ts"])
     if ts > now_ms + MAX_CREATED_SKEW_MS:
         raise WireError(Reason.CLOCK_SKEW, "the result is from the future")
     until = ts + BAR_MS
     if until <= now_ms:
         raise WireError(Reason.EXPIRED, "the bar it would set is over")
-    # FRD-3: the inputs are the job's.
+    if chain is not None:
+        segment.check(m, job, chain)  # FRD-10 .. FRD-12
+    else:
+        assert root is not None
+        _check_row(m, job, root)  # FRD-4 .. FRD-6
+    return Fraud(cheater=res.signer, job=job.id, until=until, reporter=env.signer)
+
+
+def _check_row(m: dict[str, Any], job: SignedJob, root: bytes) -> None:
+    # FRD-4: the inputs are the job's.
     inputs = dict(job.spec.inputs)
     a_blob, b_blob = bstr(m["a"], "a"), bstr(m["b"], "b")
     if "a" not in inputs or "b" not in inputs:
@@ -139,7 +164,7 @@ def check(data: bytes, *, net: str, now_ms: int,
     b = decode_matrix(b_blob, MAX_FRAUD_ELEMENTS)
     if a.dtype != np.int8 or b.dtype != np.int8 or a.shape[1] != b.shape[0]:
         raise _bad("the inputs are not an int8 product")
-    # FRD-4: the claimed row is committed under the root, at its index, in a tree of
+    # FRD-5: the claimed row is committed under the root, at its index, in a tree of
     # a.rows leaves (the output's shape fixes the tree's size).
     i = uint(m["row"], "row")
     claimed = bstr(m["claimed"], "claimed")
@@ -149,10 +174,9 @@ def check(data: bytes, *, net: str, now_ms: int,
         raise _bad("no such row")
     if not rows.verify_path(rows.leaf_hash(claimed), i, a.shape[0], path, root):
         raise _bad("the row is not the committed one")
-    # FRD-5: and it is wrong.
+    # FRD-6: and it is wrong.
     if np.array_equal(np.frombuffer(claimed, dtype="<i8"), matmul.true_row(a, b, i)):
         raise _bad("the row is right")
-    return Fraud(cheater=res.signer, job=job.id, until=until, reporter=env.signer)
 
 
 def describe(fraud: Fraud) -> dict[str, Any]:

@@ -30,9 +30,15 @@ import wasmtime
 from p2pnode.jobs.executors.wasm import PAGE_SIZE, make_config
 from p2pnode.proofs import rows, wasm_subset
 from p2pnode.proofs.bisect import Entry
+from p2pnode.wire import cbor
+from p2pnode.wire.fields import bstr, list_of, map_exact, uint
 from p2pnode.wire.reasons import Reason, WireError
 
 DIGEST_DOMAIN = b"p2pnode/wasm-state/1\x00"
+# WSM-3: a chain has at most this many entries (41 bytes each: 2.7 MB); a run that would
+# record more fails ``limit_exceeded``, so a worker, a referee and an audit path are bounded.
+MAX_CHECKPOINTS = 1 << 16
+_STATE_KEYS = frozenset({"fuel", "globals", "memory"})
 _EXPORTS = {"alloc": (["i32"], ["i32"]), "init": (["i32", "i32"], []),
             "step": ([], ["i32"]), "output": ([], ["i64"])}
 
@@ -85,6 +91,31 @@ class State:
     def entry(self) -> Entry:
         return Entry(self.fuel, self.done, self.digest())
 
+    def encode(self) -> bytes:
+        """DSP-3's state blob (a checkpoint before the last: ``done`` is false):
+        ``{"fuel": uint, "globals": [* [name, int]], "memory": bstr}``."""
+        return cbor.encode({"fuel": self.fuel, "globals": [list(g) for g in self.globals],
+                            "memory": self.memory})
+
+    @classmethod
+    def decode(cls, data: bytes, names: tuple[str, ...]) -> State:
+        """A state blob for a module whose exported mutable globals are ``names`` (in
+        WSM-3's order); raises WireError ``bad_field`` on anything else."""
+        m = map_exact(cbor.decode(data, max_size=max(len(data), 1)), _STATE_KEYS, "state")
+        fuel = uint(m["fuel"], "state.fuel")
+        globals_ = list_of(m["globals"], len(names), "state.globals")
+        memory = bstr(m["memory"], "state.memory")
+        got: list[tuple[str, int]] = []
+        for g, name in zip(globals_, names, strict=False):
+            if not isinstance(g, list) or len(g) != 2 or g[0] != name or \
+                    not isinstance(g[1], int) or isinstance(g[1], bool) or \
+                    not -(2**63) <= g[1] < 2**63:
+                raise WireError(Reason.BAD_FIELD, f"state.globals: {name} as [name, int]")
+            got.append((name, g[1]))
+        if len(got) != len(names) or len(memory) % PAGE_SIZE:
+            raise WireError(Reason.BAD_FIELD, "state: every global, and whole pages")
+        return cls(fuel, False, tuple(got), memory)
+
 
 @dataclass
 class Chain:
@@ -103,7 +134,8 @@ class Chain:
 class StepRun:
     """One execution of a step module under a fuel limit."""
 
-    def __init__(self, module: bytes, fuel: int, memory_bytes: int = 256 << 20) -> None:
+    def __init__(self, module: bytes, fuel: int, memory_bytes: int = 256 << 20,
+                 budget: int | None = None) -> None:
         subset = wasm_subset.check(module)
         self.globals = subset.mutable_globals
         try:
@@ -119,10 +151,13 @@ class StepRun:
                 raise WireError(Reason.BAD_FIELD, f"a step module exports {name}{params}")
         if not isinstance(exports.get("memory"), wasmtime.MemoryType):
             raise WireError(Reason.BAD_FIELD, "a step module exports its memory")
-        self.limit = fuel
+        self.job_limit = self.limit = fuel
         self.store = wasmtime.Store(engine())
         self.store.set_limits(memory_size=memory_bytes, instances=1, memories=1)
         self.store.set_fuel(fuel)
+        self.budget_bound = False  # whether a cap, not the job's fuel, ends the run
+        if budget is not None:
+            self.cap(budget)
         self.store.set_epoch_deadline(1 << 62)
         self.instance = wasmtime.Instance(self.store, self.module, [])
         ex = self.instance.exports(self.store)
@@ -140,6 +175,15 @@ class StepRun:
             assert isinstance(g, wasmtime.Global)
             self._globals[n] = g
         self.done = False
+
+    def cap(self, budget: int) -> None:
+        """From now on spend at most ``budget`` more fuel (a referee's bound): running out
+        then traps with ``budget_bound`` set."""
+        left = self.store.get_fuel()
+        self.budget_bound = budget < left
+        if self.budget_bound:
+            self.store.set_fuel(budget)
+            self.limit -= left - budget
 
     @property
     def fuel(self) -> int:
@@ -174,12 +218,21 @@ class StepRun:
         mem.write(self.store, s.memory, 0)
         for n, v in s.globals:
             self._globals[n].set_value(self.store, v)
+        if s.fuel > self.job_limit:
+            raise ValueError("a state past the job's fuel")
+        self.limit = self.job_limit
         self.store.set_fuel(self.limit - s.fuel)
+        self.budget_bound = False
         self.done = s.done
 
     def poke(self, at: int, data: bytes) -> None:
         """Write into the memory between steps (a cheater's move, for tests and benchmarks)."""
         self._memory.write(self.store, data, at)
+
+    def flip(self, at: int) -> None:
+        """Invert one byte of memory (a cheater's move, for testnets and benchmarks)."""
+        view = self._memory_view().cast("B")
+        view[at] ^= 0xFF
 
     def start(self, data: bytes) -> State:
         ptr = _int(self._fn["alloc"](self.store, len(data))) & 0xFFFFFFFF
@@ -203,24 +256,33 @@ def _int(v: object) -> int:
     return v
 
 
+Tamper = Callable[[StepRun, int], None]
+
+
 def run(module: bytes, data: bytes, fuel: int, interval: int, *, keep_states: bool = False,
-        tamper: Callable[[StepRun, int], None] | None = None,
-        memory_bytes: int = 256 << 20) -> Chain:
+        tamper: Tamper | None = None, memory_bytes: int = 256 << 20,
+        state_at: int | None = None) -> Chain:
     """Execute to the end, with a checkpoint every ``interval`` fuel (WSM-3).
     ``tamper(run, steps)`` is called after each step: a cheater's hook, for tests and
-    benchmarks."""
+    benchmarks. With ``state_at``, the state at that entry is kept (``states[0]``) and the
+    run stops there (a worker answering a referee, DSP-3). Raises WireError
+    ``limit_exceeded`` beyond MAX_CHECKPOINTS entries."""
     r = StepRun(module, fuel, memory_bytes)
     chain = Chain()
     r.start(data)
-    last, steps = _record(chain, r, keep_states), 0
-    while not r.done:
+    last, steps = _record(chain, r, keep_states or state_at == 0), 0
+    while not r.done and state_at != len(chain.entries) - 1:
         r.step()
         steps += 1
         if tamper is not None:
             tamper(r, steps)
         if r.done or r.fuel - last >= interval:
-            last = _record(chain, r, keep_states)
-    chain.output = r.output()
+            if len(chain.entries) >= MAX_CHECKPOINTS:
+                raise WireError(Reason.LIMIT_EXCEEDED,
+                                f"more than {MAX_CHECKPOINTS} checkpoints")
+            last = _record(chain, r, keep_states or state_at == len(chain.entries))
+    if state_at is None:
+        chain.output = r.output()
     return chain
 
 

@@ -19,6 +19,7 @@ from p2pnode.jobs.messages import (
     JobHeartbeat,
     JobList,
     JobOffer,
+    JobProbe,
     JobQuery,
     JobRefuse,
     JobResult,
@@ -203,6 +204,8 @@ class JobsService:
         msg, req = rec.msg, self.requester
         if isinstance(msg, JobOffer):
             await self.worker.on_offer(ex, rec)
+        elif isinstance(msg, JobProbe):
+            await self.worker.on_probe(ex, rec)
         elif isinstance(msg, JobQuery):
             ids = req.machine.on_query(msg.kinds, msg.resource_class)
             await ex.send(JobList(net=self.net, jobs=tuple(ids), ts=req.clock.wall_ms())

@@ -116,6 +116,11 @@ class WorkerService(PullPath):
         self._slots = ExecutionSlots(max(1, machine.concurrency))
         self._children = ChildPool(keep=max(1, machine.concurrency))
         self._cheated = 0  # results tampered with so far (settings.cheat, testnets only)
+        from p2pnode.services.disputes import ChainAnswers
+
+        self.answers = ChainAnswers(identity=identity, net=self.net, blobs=blobs,
+                                    limits=settings.limits, wall_ms=clock.wall_ms,
+                                    tamper=self._tamper)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -288,6 +293,46 @@ class WorkerService(PullPath):
             with trio.CancelScope(shield=True):
                 await self._claim_answered(sj, data)
 
+    async def on_probe(self, ex: Exchange, rec: Received) -> None:
+        """DSP-4: a referee's question about the chain of a step result of ours."""
+        from p2pnode.jobs.messages import JobProbe
+        from p2pnode.proofs.bisect import committed_chain
+
+        assert isinstance(rec.msg, JobProbe)
+        w = self.machine.work.get(rec.msg.job)
+        claim = committed_chain(w.proof) if w is not None else None
+        reply = await self.answers.answer(rec.msg, rec.signer, w.job if w else None,
+                                          w.lease if w else 0, claim)
+        self.count("worker", "probe_answered")
+        await ex.send(reply)
+
+    def _tamper(self, sj: SignedJob) -> Any:
+        """The cheat of a testnet's cheating worker for a step job (``segment``), or None."""
+        if "segment" not in self.s.cheat or sj.spec.param("checkpoint_fuel") is None:
+            return None
+        from p2pnode.proofs.cheat import diverge
+
+        return diverge
+
+    def _cheat_steps(self, sj: SignedJob) -> tuple[bytes, dict[str, Any]] | None:
+        """``segment``: run the step job again, tampered, and send that output and chain."""
+        tamper = self._tamper(sj)
+        if tamper is None:
+            return None
+        from p2pnode.proofs import wasm_step
+
+        module, data = (self.blobs.get(c) for _, c in sorted(
+            sj.spec.inputs, key=lambda x: x[0] != "module"))
+        assert module is not None and data is not None
+        chain = wasm_step.run(module, data, sj.spec.param("fuel", self.s.limits.wasm_fuel),
+                              sj.spec.param("checkpoint_fuel"), tamper=tamper,
+                              memory_bytes=self.s.limits.wasm_memory_bytes)
+        w = self.machine.work.get(sj.id)
+        if w is not None:
+            self.answers.remember(sj.id, w.lease, chain.raw)
+        event(log, "job.cheat", logging.WARNING, job=sj.id.hex(), mode="segment")
+        return chain.output, {"chain": chain.root(), "checkpoints": len(chain.entries)}
+
     async def _request(self, peer: str, payload: bytes, timeout: float) -> bytes | None:
         try:
             ex = await self.transport.open_job(peer)
@@ -336,11 +381,15 @@ class WorkerService(PullPath):
     def _put_output(self, sj: SignedJob, data: bytes) -> tuple[bytes, bytes, dict[str, Any]]:
         """Commit to the output (PRF-1) and store it; returns (data, cid, proof)."""
         proof: dict[str, Any] = {}
+        cheated = self._cheat_steps(sj) if sj.spec.kind == "wasm" else None
+        if cheated is not None:
+            data, proof = cheated
         if sj.spec.kind == "matmul":
-            if self.s.cheat:
+            modes = [m for m in self.s.cheat if m != "segment"]
+            if modes:
                 from p2pnode.proofs.cheat import tamper
 
-                mode = self.s.cheat[self._cheated % len(self.s.cheat)]
+                mode = modes[self._cheated % len(modes)]
                 self._cheated += 1
                 data, proof = tamper(mode, data)
                 event(log, "job.cheat", logging.WARNING, job=sj.id.hex(), mode=mode)
@@ -369,7 +418,8 @@ class WorkerService(PullPath):
                 size = len(data)
                 meta = {k: v for k, v in res.meta.items()
                         if isinstance(v, int) or (isinstance(v, str) and len(v) <= 64)}
-                proof.update(chain_proof(meta))
+                chained = chain_proof(meta)  # out of meta in any case
+                proof = proof or chained
             except ExecError as err:
                 reason = f"{err.reason.value}: {err.detail}"
             except ValueError as err:  # this node cannot run it (no GPU any more, say)

@@ -10,12 +10,25 @@ from typing import Any
 from p2pnode.api.client import ApiError, call
 from p2pnode.testnet.model import NodeProc, TestnetOptions
 
+# With cheaters, every STEP_EVERY-th job, from the first on, is a step job (spec 06
+# WSM-5) of the step_lcg example run by two workers, so that a diverging segment meets an
+# honest chain (when two honest workers can agree on one).
+STEP_EVERY = 4
+STEP_STEPS = 400
+STEP_PARAMS = {"checkpoint_fuel": 20_000}
+STEP_FUEL = 10**9
+
 
 class JobDriver:
     """Submits the testnet's jobs over the run and follows them to a final state."""
 
     def __init__(self, opts: TestnetOptions, nodes: list[NodeProc]) -> None:
         self.opts = opts
+        self.step_input: Path | None = None
+        # Two honest workers besides the (first) requester can agree on a step job.
+        if opts.cheaters and nodes and opts.n - opts.cheaters - 1 >= 2:
+            self.step_input = nodes[0].home.parent / "step_input.bin"
+            self.step_input.write_bytes(STEP_STEPS.to_bytes(4, "little"))
         self.requesters = nodes[: max(1, min(opts.requesters, len(nodes)))]
         span = (opts.duration or 60.0) * 0.3
         self.gap = span / opts.jobs if opts.jobs else 0.0
@@ -42,6 +55,12 @@ class JobDriver:
                     "deadline_s": max(60, int(self.opts.duration or 600))}
             if self.opts.job_kind == "wasm":
                 args = {"kind": "wasm", "module": "example:sum", "lease_s": 8,
+                        "deadline_s": max(60, int(self.opts.duration or 600))}
+            k = len(self.submitted) + self.submit_errors
+            if self.step_input is not None and k % STEP_EVERY == 0:
+                args = {"kind": "wasm", "module": "example:step_lcg", "lease_s": 8,
+                        "input": str(self.step_input), "params": STEP_PARAMS,
+                        "fuel": STEP_FUEL, "redundancy": 2,
                         "deadline_s": max(60, int(self.opts.duration or 600))}
             try:
                 for j in call(node.home, "job.submit", args, timeout=30.0):
@@ -80,6 +99,7 @@ class JobDriver:
         and count verdicts by reason. Runs while the nodes still serve their API."""
         verified = wrong = checked = 0
         rejected: dict[str, int] = {}
+        truth = self._step_truth()
         for job_id, j in self.final.items():
             node = next(n for n in self.requesters if n.index == self.submitted[job_id])
             try:
@@ -95,8 +115,21 @@ class JobDriver:
                 if j["kind"] == "matmul":
                     checked += 1
                     wrong += not _is_product(node.home, d["spec"]["inputs"], le["output"])
+                elif truth is not None and "checkpoint_fuel" in d["spec"].get("params", {}):
+                    checked += 1
+                    wrong += _blob(node.home, le["output"]) != truth
         self.audited = {"verified": verified, "wrong_accepted": wrong,
                         "outputs_rechecked": checked, "rejected_by_reason": rejected}
+
+    def _step_truth(self) -> bytes | None:
+        """The output of the testnet's step job, computed here (None without step jobs)."""
+        if self.step_input is None:
+            return None
+        from p2pnode.jobs.wasm_examples import example_module
+        from p2pnode.proofs.wasm_step import run
+
+        return run(example_module("step_lcg"), self.step_input.read_bytes(), STEP_FUEL,
+                   STEP_PARAMS["checkpoint_fuel"]).output
 
     def report(self) -> dict[str, Any]:
         lat = sorted(j["latency_ms"] for j in self.final.values()
@@ -118,6 +151,13 @@ class JobDriver:
             "states": self.state_counts,
             **self.audited,
         }
+
+
+def _blob(home: Path, cid_hex: str) -> bytes | None:
+    try:
+        return (home / "blobs" / cid_hex[4:6] / cid_hex).read_bytes()
+    except OSError:
+        return None
 
 
 def _is_product(home: Path, inputs: dict[str, str], output_hex: str) -> bool:

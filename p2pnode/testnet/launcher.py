@@ -134,6 +134,9 @@ def _prepare(opts: TestnetOptions, root: Path, i: int, ports: NodePorts) -> Node
         cheat = CHEAT_MODES[k % len(CHEAT_MODES):] + CHEAT_MODES[:k % len(CHEAT_MODES)]
     cfg = Config(network=opts.network, listen=(f"/ip4/127.0.0.1/tcp/{ports.listen}",),
                  jobs_cheat=cheat, caps_challenge_interval_s=5.0,
+                 # With cheaters, a proven cheater is barred for 20 s, not an hour: it comes
+                 # back, cheats again in its next mode and is caught again in one run.
+                 jobs_bar_s=CHEATER_BAR_S if opts.cheaters else 3600,
                  net_private_addrs="allow",
                  api_listen=f"127.0.0.1:{ports.api}",
                  metrics_listen=f"127.0.0.1:{ports.metrics}",
@@ -141,6 +144,9 @@ def _prepare(opts: TestnetOptions, root: Path, i: int, ports: NodePorts) -> Node
                  caps_ttl_s=max(60, int(opts.interval_s * 6)))
     (home / CONFIG_FILE).write_text(render_template(cfg))
     return NodeProc(index=i, home=home, peer_id=identity.peer_id, ports=ports)
+
+
+CHEATER_BAR_S = 20
 
 
 def prepare_nodes(opts: TestnetOptions, root: Path) -> list[NodeProc]:
@@ -366,6 +372,8 @@ def _report(opts: TestnetOptions, root: Path, nodes: list[NodeProc], converged: 
                        "never": sum(int(c.get("never", 0)) for c in ch)}
         # Receipts the requesters signed (spec 06 RCP-1): one per accepted result.
         rep["jobs"]["receipts"] = sum(int(n.status.get("receipts", 0)) for n in nodes)
+        # Step results that disagreed and were settled by a bisection game (spec 06 DSP).
+        rep["jobs"]["disputes"] = sum(int(n.status.get("disputes", 0)) for n in nodes)
         rep["cheaters"] = [n.peer_id for n in nodes[opts.n - opts.cheaters:]] \
             if opts.cheaters else []
     return rep

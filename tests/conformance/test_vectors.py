@@ -72,7 +72,7 @@ def test_reference_passes_every_vector(vectors: list[runner.Vector]) -> None:
         "jobs/market", "jobs/work", "jobs/fetch", "jobs/dispatch",
         "tensors/matrix", "tensors/random_matrix", "blob/cid", "blob/request", "blob/receive",
         "proofs/rows", "proofs/params", "proofs/random", "proofs/seed", "proofs/judge",
-        "proofs/wrong_row", "proofs/fraud", "proofs/bar", "proofs/wasm_subset",
+        "proofs/wrong_row", "proofs/fraud", "proofs/segment", "proofs/bar", "proofs/wasm_subset",
         "proofs/wasm_fuel", "proofs/wasm_chain", "proofs/exe_fuel", "proofs/step_jobs",
         "proofs/bisect",
         "proofs/receipt",

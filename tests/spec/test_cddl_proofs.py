@@ -10,13 +10,19 @@ from tests.spec.test_cddl_jobs import map_keys
 
 
 def test_rule_keys_are_the_references() -> None:
-    assert map_keys("FraudProof") == set(fraud._KEYS)
+    from p2pnode.proofs import segment, wasm_step
+
+    assert map_keys("MatmulRowProof") == set(fraud._KEYS)
+    assert map_keys("WasmSegmentProof") == set(segment.KEYS)
+    assert map_keys("StepState") == set(wasm_step._STATE_KEYS)
     assert map_keys("MatmulProof") == {"rows"}
 
 
 def test_fraud_vectors_against_the_schema() -> None:
     checked = 0
-    for v in runner.load(runner.DEFAULT_VECTORS, "proofs/fraud/"):
+    vectors = [*runner.load(runner.DEFAULT_VECTORS, "proofs/fraud/"),
+               *runner.load(runner.DEFAULT_VECTORS, "proofs/segment/")]
+    for v in vectors:
         data = v.inputs["fraud.cbor"]
         body = cbor.decode(data)["b"]
         shape_ok = v.meta["expected"]["result"] == "valid" or \
@@ -25,7 +31,16 @@ def test_fraud_vectors_against_the_schema() -> None:
         assert conforms("FraudProofEnvelope", data) == shape_ok, v.id
         assert conforms("FraudProof", cbor.encode(body)) == shape_ok, v.id
         checked += 1
-    assert checked >= 10
+    assert checked >= 30
+
+
+def test_a_state_blob_matches() -> None:
+    from p2pnode.proofs.wasm_step import State
+
+    blob = State(7, False, (("steps", 3), ("x", -1)), bytes(65536)).encode()
+    assert conforms("StepState", blob)
+    assert not conforms("StepState", cbor.encode({"fuel": 7, "globals": [["x"]],
+                                                  "memory": b""}))
 
 
 def test_a_matmul_commitment_matches() -> None:

@@ -32,7 +32,8 @@ NOT_BY_VECTORS = {"ID-5", "ID-6", "ENV-12", "TBL-5", "TBL-6", "RL-2", "RL-3"} | 
     f"ADDR-{i}" for i in range(1, 8)} | {  # what a node dials: tests/test_addrpolicy.py
     f"PEER-{i}" for i in range(1, 10)} | {  # scores, bans, connections: tests/adversarial
     "SYNC-1", "SYNC-2", "SYNC-3", "SYNC-6", "SYNC-7"} | {  # whom a node asks, what it sends
-    "FRD-8", "FRD-9", "RCP-1", "RCP-3", "CHL-3"}  # what a node relays, publishes, stores
+    "FRD-8", "FRD-9", "RCP-1", "RCP-3", "CHL-3"} | {  # what a node relays, publishes, stores
+    f"DSP-{i}" for i in range(3, 7)}  # a dispute's exchanges: tests/integration, tests/proofs
 
 
 def _defined() -> dict[str, str]:
