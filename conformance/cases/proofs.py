@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance.cases.common import ALICE, BOB, CAROL, NET, NOW_MS
+from conformance.cases.common import ALICE, BOB, CAROL, NET, NOW_MS, edited
 from conformance.cases.jobs import BASE_SPEC
 from conformance.model import Case, Expected, Inputs, ignore, reject, valid
 from p2pnode.identity import Identity
@@ -404,12 +404,7 @@ def segment_body(c: StepCase, index: int | None = None, **changes: Any) -> dict[
             "path": _path(raw, i), "prior": raw[i - 1] if i else b"",
             "prior_path": _path(raw, i - 1) if i else [],
             "state": c.honest.states[i - 1].encode() if i else b"", "ts": NOW_MS}
-    for k, v in changes.items():
-        if v is None:
-            del body[k]
-        else:
-            body[k] = v
-    return body
+    return edited(body, changes)
 
 
 def segment() -> Iterator[Case]:

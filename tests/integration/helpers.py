@@ -24,6 +24,23 @@ def node_config(**kw: object) -> Config:
     return base.with_overrides(**kw)
 
 
+async def start_node(nursery: trio.Nursery, tmp: Path, nodes: list[Node], *,
+                     node_kw: dict[str, Any] | None = None, **cfg: object) -> Node:
+    """Start one more node in ``nursery`` (home ``tmp/node<i>``), bootstrapping from the
+    first of ``nodes``, and append it there."""
+    home = tmp / f"node{len(nodes)}"
+    home.mkdir(parents=True, exist_ok=True)
+    boot = ()
+    if nodes:
+        first = nodes[0]
+        boot = (f"{first.stack.listen_addrs()[0].split('/p2p/')[0]}/p2p/{first.peer_id}",)
+    node = Node(home, node_config(bootstrap=boot, **cfg), Identity.generate(), hardware=HW,
+                **(node_kw or {}))
+    await nursery.start(node.run)
+    nodes.append(node)
+    return node
+
+
 @asynccontextmanager
 async def running_nodes(tmp: Path, n: int, *, node_kw: dict[str, Any] | None = None,
                         **cfg: object) -> AsyncIterator[list[Node]]:
@@ -31,17 +48,8 @@ async def running_nodes(tmp: Path, n: int, *, node_kw: dict[str, Any] | None = N
     the first bootstraps from the first."""
     async with trio.open_nursery() as nursery:
         nodes: list[Node] = []
-        for i in range(n):
-            home = tmp / f"node{i}"
-            home.mkdir(parents=True, exist_ok=True)
-            boot = ()
-            if nodes:
-                first = nodes[0]
-                boot = (f"{first.stack.listen_addrs()[0].split('/p2p/')[0]}/p2p/{first.peer_id}",)
-            node = Node(home, node_config(bootstrap=boot, **cfg), Identity.generate(), hardware=HW,
-                        **(node_kw or {}))
-            await nursery.start(node.run)
-            nodes.append(node)
+        for _ in range(n):
+            await start_node(nursery, tmp, nodes, node_kw=node_kw, **cfg)
         try:
             yield nodes
         finally:

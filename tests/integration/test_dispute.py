@@ -8,7 +8,6 @@ from pathlib import Path
 
 import trio
 
-from p2pnode.identity import Identity
 from p2pnode.jobs.market import JobState, LeaseState
 from p2pnode.jobs.model import Requirements
 from p2pnode.jobs.wasm_examples import example_module
@@ -16,7 +15,7 @@ from p2pnode.node import Node
 from p2pnode.proofs.receipts import job_output
 from p2pnode.proofs.wasm_step import run
 from p2pnode.wire.reasons import Reason
-from tests.integration.helpers import HW, node_config, wait_for
+from tests.integration.helpers import start_node, wait_for
 
 STEPS = 300
 PARAMS = {"fuel": 10**9, "checkpoint_fuel": 20_000}
@@ -32,23 +31,8 @@ async def test_a_diverging_segment_loses_its_dispute(tmp_path: Path) -> None:
     truth = run(module, data, PARAMS["fuel"], PARAMS["checkpoint_fuel"]).output
     async with trio.open_nursery() as nursery:
         nodes: list[Node] = []
-
-        async def start(kw: dict[str, object]) -> Node:
-            home = tmp_path / f"node{len(nodes)}"
-            home.mkdir()
-            boot = ()
-            if nodes:
-                first = nodes[0]
-                boot = (f"{first.stack.listen_addrs()[0].split('/p2p/')[0]}"
-                        f"/p2p/{first.peer_id}",)
-            node = Node(home, node_config(bootstrap=boot, **kw), Identity.generate(),
-                        hardware=HW)
-            await nursery.start(node.run)
-            nodes.append(node)
-            return node
-
         for kw in configs[:3]:
-            await start(kw)
+            await start_node(nursery, tmp_path, nodes, **kw)
         req, honest, cheater = nodes
         await wait_for(lambda: all(n.caps_known() == 2 for n in nodes))
         requester = req.market.requester
@@ -74,7 +58,7 @@ async def test_a_diverging_segment_loses_its_dispute(tmp_path: Path) -> None:
             cheater.identity.public_key, honest.market.requester.clock.now_ms())
         # Until a second worker agrees, the job hands out nothing (PRF-6).
         assert job.state is not JobState.COMPLETED
-        await start(configs[3])
+        await start_node(nursery, tmp_path, nodes, **configs[3])
         await wait_for(lambda: job.state is JobState.COMPLETED, timeout=60)
         accepted = [le.output for le in job.accepted_leases()]
         out, how = job_output("wasm", 2, [o for o in accepted if o is not None])

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import trio
 
-from p2pnode.identity import Identity
 from p2pnode.jobs import tensors
 from p2pnode.jobs.market import JobState, LeaseState
 from p2pnode.jobs.matching import Capacity
@@ -15,7 +14,7 @@ from p2pnode.jobs.model import Requirements
 from p2pnode.jobs.requester import Candidate
 from p2pnode.node import Node
 from p2pnode.wire.reasons import Reason
-from tests.integration.helpers import HW, node_config, wait_for
+from tests.integration.helpers import start_node, wait_for
 
 
 def _inputs(n: int, seed: bytes) -> dict[str, bytes]:
@@ -30,18 +29,8 @@ async def test_a_cheater_is_proven_wrong_and_barred_everywhere(tmp_path: Path) -
                {"caps_kinds": ("wasm",)}]
     async with trio.open_nursery() as nursery:
         nodes: list[Node] = []
-        for i, kw in enumerate(configs):
-            home = tmp_path / f"node{i}"
-            home.mkdir()
-            boot = ()
-            if nodes:
-                first = nodes[0]
-                boot = (f"{first.stack.listen_addrs()[0].split('/p2p/')[0]}"
-                        f"/p2p/{first.peer_id}",)
-            node = Node(home, node_config(bootstrap=boot, **kw), Identity.generate(),
-                        hardware=HW)
-            await nursery.start(node.run)
-            nodes.append(node)
+        for kw in configs:
+            await start_node(nursery, tmp_path, nodes, **kw)
         req, cheater, watcher = nodes
         await wait_for(lambda: all(n.caps_known() == 2 for n in nodes))
         job = await req.market.requester.submit("matmul", _inputs(16, b"f1"), {},
