@@ -279,12 +279,7 @@ def _fraud_body(**changes: Any) -> dict[str, Any]:
     body = {"net": NET, "kind": KIND_MATMUL_ROW, "spec": SPEC_RAW, "result": _result(),
             "a": A_BLOB, "b": B_BLOB, "row": 3, "claimed": data[3],
             "path": _path(data, 3), "ts": NOW_MS}
-    for k, v in changes.items():
-        if v is None:
-            del body[k]
-        else:
-            body[k] = v
-    return body
+    return edited(body, changes)
 
 
 def _fraud(name: str, body: dict[str, Any], expected: Expected, desc: str,

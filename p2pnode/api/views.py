@@ -95,7 +95,7 @@ def node_status(node: Any) -> dict[str, Any]:
         "jobs": jobs,
         "fraud": node.fraud.summary() if getattr(node, "fraud", None) is not None else {},
         "receipts": node.store.receipt_count(),
-        "disputes": node.market.requester.disputes if node.market is not None else 0,
+        "disputes": node.market.requester.steps.disputes if node.market is not None else 0,
         "challenge": (node.challenge.summary()
                       if getattr(node, "challenge", None) is not None else {}),
         "limits": limits,

@@ -18,6 +18,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -30,9 +31,11 @@ from p2pnode.log import event
 from p2pnode.ports import Transport, TransportError
 from p2pnode.proofs import bisect, rows
 from p2pnode.proofs.segment import Opened
-from p2pnode.proofs.wasm_step import Tamper
 from p2pnode.wire.cid import cid_of
 from p2pnode.wire.reasons import Reason, WireError
+
+if TYPE_CHECKING:
+    from p2pnode.proofs.wasm_step import State, Tamper
 
 log = logging.getLogger("p2pnode.disputes")
 
@@ -168,10 +171,9 @@ class Verdict:
     index: int | None = None  # the segment's end, when one was replayed
     answers: dict[tuple[int, int], Opened] = field(default_factory=dict)  # (party, index)
     state: bytes = b""  # the agreed state's blob (empty for the run's start)
-    leases: tuple[int, int] = (0, 0)  # the parties' lease numbers, set by the caller
 
 
-Replay = Callable[[bytes, "bisect.Segment"], Awaitable[bisect.Entry | None]]
+Replay = Callable[["State | None"], Awaitable[bisect.Entry | None]]
 
 
 async def referee(*, transport: Transport, identity: Identity, net: str, sj: SignedJob,
@@ -179,9 +181,9 @@ async def referee(*, transport: Transport, identity: Identity, net: str, sj: Sig
                   max_blob_bytes: int, wall_ms: Callable[[], int],
                   replay: Replay) -> Verdict:
     """DSP-1, DSP-2 over ``/job/1`` (DSP-3, DSP-5): the game between ``parties``, for a
-    module whose exported mutable globals are ``names``.
-    ``replay(state_blob, segment)`` re-executes the segment (``state_blob`` empty for the
-    run's start) and gives its entry, None when no such entry exists."""
+    module whose exported mutable globals are ``names``. ``replay(start)`` re-executes the
+    segment from the agreed state (None: the run's start) and gives its entry, None when
+    no such entry exists."""
     game = bisect.Bisection(parties[0].claim, parties[1].claim)
     answers: dict[tuple[int, int], Opened] = {}
 
@@ -231,25 +233,27 @@ async def referee(*, transport: Transport, identity: Identity, net: str, sj: Sig
     if isinstance(step, bisect.Lost):
         return Verdict(step.losers, step.why, game.rounds)
     seg = step
-    state = b""
+    blob, start = b"", None
     if seg.agreed is not None:  # DSP-2: the agreed state, from either party
-        state = await _agreed_state(ask, seg, blobs, transport, parties, max_blob_bytes,
-                                    names)
-        if not state:
+        got = await _agreed_state(ask, seg, blobs, transport, parties, max_blob_bytes,
+                                  names)
+        if got is None:
             return Verdict(frozenset({0, 1}), "neither party gave the agreed state",
                            game.rounds)
-    replayed = await replay(state, seg)
+        blob, start = got
+    replayed = await replay(start)
     outcome = bisect.settle(seg, replayed) if replayed is not None else \
         bisect.Lost(frozenset({0, 1}), "no such entry")
-    return Verdict(outcome.losers, outcome.why, game.rounds, seg.start + 1, answers, state)
+    return Verdict(outcome.losers, outcome.why, game.rounds, seg.start + 1, answers, blob)
 
 
 async def _agreed_state(ask: Callable[[int, int, bool], Awaitable[JobEntry | None]],
                         seg: bisect.Segment, blobs: BlobStore, transport: Transport,
                         parties: tuple[Party, Party], max_blob_bytes: int,
-                        names: tuple[str, ...]) -> bytes:
-    """The state blob at the segment's start whose digest is the agreed one (WSM-3), from
-    the first party that gives it; empty when neither does."""
+                        names: tuple[str, ...]) -> tuple[bytes, State] | None:
+    """The state at the segment's start whose digest is the agreed one (WSM-3), as its blob
+    and decoded with the agreed fuel, from the first party that gives it; None when
+    neither does."""
     from p2pnode.proofs.wasm_step import State
 
     assert seg.agreed is not None
@@ -271,6 +275,6 @@ async def _agreed_state(ask: Callable[[int, int, bool], Awaitable[JobEntry | Non
             continue
         s = State(seg.agreed.fuel, False, s.globals, s.memory)
         if s.digest() == seg.agreed.digest:
-            return data
-    return b""
+            return data, s
+    return None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,10 +43,12 @@ from p2pnode.jobs.requester import (
     PutRecord,
     Requester,
 )
-from p2pnode.jobs.verify import FETCH_RETRY_MS, FetchAttempts, Outcome, judge_output
+from p2pnode.jobs.verify import Outcome, judge_output
 from p2pnode.log import event
 from p2pnode.ports import Exchange, Transport, TransportError
 from p2pnode.services.clock import LocalClock
+from p2pnode.services.step_disputes import ReportFraud, StepDisputes, disputed
+from p2pnode.services.verification import fetch_output
 from p2pnode.store import NodeStore
 from p2pnode.wire.cid import cid_of
 from p2pnode.wire.reasons import Reason, WireError
@@ -54,15 +56,10 @@ from p2pnode.wire.reasons import Reason, WireError
 log = logging.getLogger("p2pnode.requester")
 
 DHT_TIMEOUT_S = 8.0
-BLOB_TIMEOUT_S = 60.0
 # Signed results kept while they are judged (at most 2 KiB each, JOB-1): a fraud proof
 # quotes the one it proves wrong.
 MAX_HELD_RESULTS = 4096
 EXCHANGE_TIMEOUT_S = 10.0
-# DSP-6: how long a step result waits for another worker's before it is judged alone.
-HOLD_MS = 60_000
-# VER-1: a busy worker is fetched from again after this (never blamed for it).
-BUSY_RETRY_S = 1.0
 DHT_PUT_ATTEMPTS = 3
 
 
@@ -111,14 +108,14 @@ class RequesterService:
         self._changed: dict[bytes, trio.Event] = {}  # jobs someone waits on (changed)
         self._results: dict[tuple[bytes, int], bytes] = {}  # signed results being judged
         self._secret: bytes | None = None  # PRF-3, derived on the first check
-        # DSP-6: the signed results of step jobs whose leases may meet in a dispute, kept
-        # until the job ends (a loser's result is what its fraud proof quotes).
-        self._step_results: dict[tuple[bytes, int], bytes] = {}
-        self._disputes: dict[frozenset[tuple[bytes, int]], trio.Event] = {}
-        self._dispute_verdicts: dict[frozenset[tuple[bytes, int]], Any] = {}
-        self.disputes = 0
+        # DSP-6: step results of jobs run by two or more workers, compared and disputed.
+        self.steps = StepDisputes(identity=identity, net=self.net, transport=transport,
+                                  clock=clock, blobs=blobs,
+                                  max_blob_bytes=settings.max_blob_bytes,
+                                  jobs=lambda: self.jobs, changed=self.changed,
+                                  report=lambda: self.report_fraud, count=count)
         # Set by the node: publishes a fraud proof on the fraud topic (FRD).
-        self.report_fraud: Callable[[bytes, bytes, bytes, int], Awaitable[None]] | None = None
+        self.report_fraud: ReportFraud | None = None
         self.fraud_too_large = 0
 
     @property
@@ -195,7 +192,7 @@ class RequesterService:
                 self._nursery.start_soon(self.transport.provide, e.key, DHT_TIMEOUT_S)
             elif isinstance(e, Finished):
                 self.blobs.unpin(("req", e.job))
-                self._forget_step_results(e.job)
+                self.steps.forget(e.job)
                 job = self.jobs.get(e.job)
                 state = job.state.value if job is not None else "forgotten"
                 self.count("requester", state)
@@ -325,9 +322,8 @@ class RequesterService:
             # The signed result, kept while it is judged: a fraud proof quotes it (FRD-2).
             self._results[(job_id, number)] = raw
             job = self.jobs.get(job_id)
-            if job is not None and disputed(job.spec) and \
-                    len(self._step_results) < MAX_HELD_RESULTS:
-                self._step_results.setdefault((job_id, number), raw)
+            if job is not None and disputed(job.spec):
+                self.steps.keep(job_id, number, raw)
         d, effects = self.machine.on_result(job_id, worker, number, output, size,
                                             self.clock.now_ms(), compute_ms, commit)
         await self._apply(effects)
@@ -434,174 +430,20 @@ class RequesterService:
             self._notify(waited)
 
     async def _fetch_and_check(self, c: CheckOutput) -> tuple[bool, str, bool]:
-        peer = peer_id_str(c.worker)
-        attempts = FetchAttempts()
-        while True:
-            try:
-                await self.transport.fetch_blob(peer, c.output, self.blobs,
-                                                max_size=self.s.max_blob_bytes,
-                                                timeout=BLOB_TIMEOUT_S)
-                break
-            except WireError as e:
-                what, reason = attempts.on_failure(e.reason)
-                no_stream = False
-            except trio.TooSlowError:
-                what, reason = attempts.on_failure(Reason.TRUNCATED)
-                no_stream = False
-            except TransportError:
-                what, reason = attempts.on_failure(Reason.NOT_FOUND)
-                no_stream = True
-            except OSError as e:  # our own disk: nothing the worker did; try again
-                event(log, "job.output.store_error", logging.WARNING, job=c.job.hex(),
-                      error=str(e))
-                await trio.sleep(BUSY_RETRY_S)
-                continue
-            if what == "reject":
-                return False, reason.value, False
-            if what == "wait":
-                await trio.sleep(BUSY_RETRY_S)
-                continue
-            # Not provably the worker's fault: make sure a connection is up (dialling its
-            # advertised address if none is; an open one, and the stream that will carry
-            # the verdict, is never dropped) and try again.
-            await trio.sleep(FETCH_RETRY_MS / 1000)
-            if no_stream:  # a dead connection: the one the verdict goes on is newer
-                await self.transport.reconnect(peer, self.addrs_of(peer))
-            else:
-                await self.transport.ensure_connected(peer, self.addrs_of(peer))
-            event(log, "job.output.refetch", logging.DEBUG, job=c.job.hex(),
-                  attempt=attempts.failures, reason=reason.value)
+        unfetched = await fetch_output(self.transport, self.blobs, c, self.s.max_blob_bytes,
+                                       self.addrs_of)
+        if unfetched is not None:
+            return False, unfetched.value, False
         job = self.jobs[c.job]
         outcome, fraud = await trio.to_thread.run_sync(self._check_blobs, job, c)
         if fraud is not None and self.report_fraud is not None:
             await self.report_fraud(fraud, c.worker, c.job, self._result_ts(c))
         if outcome.reason is None and disputed(job.spec):
-            ok, why = await self._step_verdict(c)
+            ok, why = await self.steps.judge(c)
             return ok, why, True
         if outcome.reason is None:
             return True, "", True
         return False, outcome.reason.value, True
-
-    # -- disputes between step results (spec 06 DSP-6) --------------------------------------
-
-    def _forget_step_results(self, job_id: bytes) -> None:
-        for key in [k for k in self._step_results if k[0] == job_id]:
-            del self._step_results[key]
-        for pair in [p for p in self._dispute_verdicts if next(iter(p))[0] == job_id]:
-            del self._dispute_verdicts[pair]
-
-    def _claim_of(self, job_id: bytes, number: int) -> Any:
-        from p2pnode.proofs.bisect import committed_chain
-        from p2pnode.wire.envelope import open_envelope
-
-        raw = self._step_results.get((job_id, number))
-        if raw is None:
-            return None
-        return committed_chain(open_envelope(raw).body.get("proof", {}))
-
-    def _peer_of(self, c: CheckOutput) -> Lease | None:
-        """DSP-6: another worker's result for the job to hold ours against."""
-        job = self.jobs.get(c.job)
-        if job is None:
-            return None
-        for le in sorted(job.leases.values(), key=lambda x: x.number):
-            if le.number != c.lease and le.worker != c.worker and le.output is not None \
-                    and le.state in (LeaseState.VERIFYING, LeaseState.ACCEPTED) \
-                    and self._claim_of(c.job, le.number) is not None:
-                return le
-        return None
-
-    async def _step_verdict(self, c: CheckOutput) -> tuple[bool, str]:
-        """DSP-6: a step result of a job with redundancy >= 2 is held until another
-        worker's result is in (at most HOLD_MS): equal outputs and chains are accepted; a
-        disagreement is settled by a dispute, whose losers are rejected."""
-        hold_until = min(c.by, self.clock.now_ms() + HOLD_MS)
-        peer = self._peer_of(c)
-        while peer is None and self.clock.now_ms() < hold_until:
-            with trio.move_on_at(self.clock.trio_deadline(hold_until)):
-                await self.changed(c.job).wait()
-            peer = self._peer_of(c)
-        mine = self._claim_of(c.job, c.lease)
-        if peer is None or mine is None:
-            return True, ""  # alone in time: accepted for its structure (PRF-6 says so)
-        if peer.output == c.output and self._claim_of(c.job, peer.number) == mine:
-            return True, ""
-        pair = frozenset({(c.job, c.lease), (c.job, peer.number)})
-        if pair not in self._dispute_verdicts:
-            running = self._disputes.get(pair)
-            if running is None:
-                self._disputes[pair] = trio.Event()
-                try:
-                    self._dispute_verdicts[pair] = await self._dispute(c, peer)
-                finally:
-                    self._disputes.pop(pair).set()
-            else:
-                await running.wait()
-        verdict = self._dispute_verdicts.get(pair)
-        if verdict is None:
-            return True, ""
-        lost = {verdict.leases[p] for p in verdict.losers}
-        if c.lease not in lost:
-            return True, ""
-        return False, (Reason.WRONG_RESULT if verdict.index is not None
-                       else Reason.BAD_PROOF).value
-
-    async def _dispute(self, c: CheckOutput, peer: Lease) -> Any:
-        from p2pnode.proofs import wasm_subset
-        from p2pnode.services.disputes import Party, referee
-
-        job = self.jobs[c.job]
-        mine, theirs = self._claim_of(c.job, c.lease), self._claim_of(c.job, peer.number)
-        module = self.blobs.get(dict(job.spec.inputs)["module"])
-        data = self.blobs.get(dict(job.spec.inputs)["input"])
-        if module is None or data is None or mine is None or theirs is None:
-            return None
-        names = tuple(wasm_subset.check(module).mutable_globals)
-        parties = (Party(c.worker, c.lease, mine), Party(peer.worker, peer.number, theirs))
-        sj = SignedJob.open(job.raw)
-        self.disputes += 1
-        self.count("requester", "dispute")
-        event(log, "dispute.started", job=c.job.hex(), leases=[c.lease, peer.number])
-
-        async def replay(state: bytes, seg: Any) -> Any:
-            fuel = seg.agreed.fuel if seg.agreed is not None else 0
-            return await trio.to_thread.run_sync(_replay, job.spec, module, data, names,
-                                                 state, fuel)
-
-        verdict = await referee(transport=self.transport, identity=self.identity,
-                                net=self.net, sj=sj, parties=parties, names=names,
-                                blobs=self.blobs, max_blob_bytes=self.s.max_blob_bytes,
-                                wall_ms=self.clock.wall_ms, replay=replay)
-        verdict.leases = (c.lease, peer.number)
-        event(log, "dispute.settled", job=c.job.hex(), losers=sorted(verdict.losers),
-              why=verdict.why, rounds=verdict.rounds)
-        if verdict.index is not None and self.report_fraud is not None:
-            for p in sorted(verdict.losers):
-                proof = self._segment_proof(job, parties[p], p, verdict, module, data)
-                if proof is not None:
-                    raw = self._step_results[(c.job, parties[p].lease)]
-                    from p2pnode.wire.envelope import open_envelope
-
-                    await self.report_fraud(proof, parties[p].worker, c.job,
-                                            int(open_envelope(raw).body["ts"]))
-        return verdict
-
-    def _segment_proof(self, job: RequesterJob, party: Any, p: int, verdict: Any,
-                       module: bytes, data: bytes) -> bytes | None:
-        from p2pnode.proofs import fraud, segment
-
-        i = verdict.index
-        claimed = verdict.answers.get((p, i))
-        prior = verdict.answers.get((p, i - 1)) if i > 0 else None
-        raw = self._step_results.get((job.id, party.lease))
-        if claimed is None or raw is None or (i > 0 and prior is None):
-            return None
-        proof = segment.build(self.identity, self.net, job.raw, raw, module, data, i, claimed,
-                              prior, verdict.state, self.clock.wall_ms(),
-                              fraud.MAX_FRAUD_SIZE)
-        if proof is None:
-            self.fraud_too_large += 1
-        return proof
 
     def _result_ts(self, c: CheckOutput) -> int:
         from p2pnode.wire.envelope import open_envelope
@@ -637,24 +479,3 @@ class RequesterService:
             event(log, "fraud.too_large", logging.INFO, job=c.job.hex())
         return outcome, proof
 
-
-def disputed(spec: JobSpec) -> bool:
-    """DSP-6: a step job (WSM-5) run by two or more workers, whose chains are compared."""
-    return spec.kind == "wasm" and spec.param("checkpoint_fuel") is not None and \
-        spec.redundancy >= 2
-
-
-def _replay(spec: JobSpec, module: bytes, data: bytes, names: tuple[str, ...],
-            state: bytes, fuel: int) -> Any:
-    """The referee's replay of a segment (DSP-2), in a worker thread: its entry, or None
-    when the run cannot reach one."""
-    from p2pnode.proofs import segment
-    from p2pnode.proofs.wasm_step import State
-
-    start = None
-    if state:
-        s = State.decode(state, names)
-        start = State(fuel, False, s.globals, s.memory)  # the agreed entry's fuel
-    interval = spec.param("checkpoint_fuel")
-    return segment.replay(module, spec.param("fuel", 1 << 62), data, interval, start,
-                          budget=1 << 62)

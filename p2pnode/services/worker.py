@@ -52,9 +52,10 @@ from p2pnode.jobs.worker import (
     Worker,
     WorkState,
 )
-from p2pnode.log import event
 from p2pnode.ports import Exchange, Transport, TransportError
+from p2pnode.services.cheating import Cheater
 from p2pnode.services.clock import LocalClock
+from p2pnode.services.disputes import ChainAnswers
 from p2pnode.services.execution import ChildPool, ExecutionSlots, execute
 from p2pnode.services.pull import EXCHANGE_TIMEOUT_S, PullPath
 from p2pnode.store import NodeStore
@@ -115,12 +116,10 @@ class WorkerService(PullPath):
         # child process is gone (EXE-9).
         self._slots = ExecutionSlots(max(1, machine.concurrency))
         self._children = ChildPool(keep=max(1, machine.concurrency))
-        self._cheated = 0  # results tampered with so far (settings.cheat, testnets only)
-        from p2pnode.services.disputes import ChainAnswers
-
+        self.cheater = Cheater(settings.cheat, settings.limits)  # testnets only
         self.answers = ChainAnswers(identity=identity, net=self.net, blobs=blobs,
                                     limits=settings.limits, wall_ms=clock.wall_ms,
-                                    tamper=self._tamper)
+                                    tamper=self.cheater.tamper_for)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -306,33 +305,6 @@ class WorkerService(PullPath):
         self.count("worker", "probe_answered")
         await ex.send(reply)
 
-    def _tamper(self, sj: SignedJob) -> Any:
-        """The cheat of a testnet's cheating worker for a step job (``segment``), or None."""
-        if "segment" not in self.s.cheat or sj.spec.param("checkpoint_fuel") is None:
-            return None
-        from p2pnode.proofs.cheat import diverge
-
-        return diverge
-
-    def _cheat_steps(self, sj: SignedJob) -> tuple[bytes, dict[str, Any]] | None:
-        """``segment``: run the step job again, tampered, and send that output and chain."""
-        tamper = self._tamper(sj)
-        if tamper is None:
-            return None
-        from p2pnode.proofs import wasm_step
-
-        module, data = (self.blobs.get(c) for _, c in sorted(
-            sj.spec.inputs, key=lambda x: x[0] != "module"))
-        assert module is not None and data is not None
-        chain = wasm_step.run(module, data, sj.spec.param("fuel", self.s.limits.wasm_fuel),
-                              sj.spec.param("checkpoint_fuel"), tamper=tamper,
-                              memory_bytes=self.s.limits.wasm_memory_bytes)
-        w = self.machine.work.get(sj.id)
-        if w is not None:
-            self.answers.remember(sj.id, w.lease, chain.raw)
-        event(log, "job.cheat", logging.WARNING, job=sj.id.hex(), mode="segment")
-        return chain.output, {"chain": chain.root(), "checkpoints": len(chain.entries)}
-
     async def _request(self, peer: str, payload: bytes, timeout: float) -> bytes | None:
         try:
             ex = await self.transport.open_job(peer)
@@ -381,18 +353,18 @@ class WorkerService(PullPath):
     def _put_output(self, sj: SignedJob, data: bytes) -> tuple[bytes, bytes, dict[str, Any]]:
         """Commit to the output (PRF-1) and store it; returns (data, cid, proof)."""
         proof: dict[str, Any] = {}
-        cheated = self._cheat_steps(sj) if sj.spec.kind == "wasm" else None
-        if cheated is not None:
-            data, proof = cheated
+        chain = self.cheater.steps(sj, self._load_inputs(sj)) \
+            if sj.spec.kind == "wasm" and self.cheater.segment else None
+        if chain is not None:  # a step job's chain otherwise comes with the executor's meta
+            data, proof = chain.output, {"chain": chain.root(),
+                                         "checkpoints": len(chain.entries)}
+            w = self.machine.work.get(sj.id)
+            if w is not None:
+                self.answers.remember(sj.id, w.lease, chain.raw)
         if sj.spec.kind == "matmul":
-            modes = [m for m in self.s.cheat if m != "segment"]
-            if modes:
-                from p2pnode.proofs.cheat import tamper
-
-                mode = modes[self._cheated % len(modes)]
-                self._cheated += 1
-                data, proof = tamper(mode, data)
-                event(log, "job.cheat", logging.WARNING, job=sj.id.hex(), mode=mode)
+            cheated = self.cheater.matmul(sj, data)
+            if cheated is not None:
+                data, proof = cheated
             else:
                 from p2pnode.jobs.tensors import decode_matrix
                 from p2pnode.proofs.matmul import commitment

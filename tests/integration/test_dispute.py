@@ -49,7 +49,7 @@ async def test_a_diverging_segment_loses_its_dispute(tmp_path: Path) -> None:
         assert lost.reason == Reason.WRONG_RESULT.value
         kept = next(le for le in job.leases.values() if le.worker == honest.identity.public_key)
         assert kept.state is LeaseState.ACCEPTED
-        assert requester.disputes == 1
+        assert requester.steps.disputes == 1
         # The segment's fraud proof: published by the requester, checked and taken by the
         # honest worker, which bars the cheater too.
         await wait_for(lambda: honest.fraud is not None and honest.fraud.taken == 1)
