@@ -106,13 +106,15 @@ class Node:
     def caps_rows(self) -> list[dict[str, Any]]:
         from p2pnode.api.views import caps_rows
 
-        rows = caps_rows(self.table, self.peer_id, self.now_ms())
+        now = self.now_ms()
+        rows = caps_rows(self.table, self.peer_id, now)
+        signers = {e.peer_id: e.ad.signer for e in self.table.live(now)}
         ch = self.challenge
-        for r, e in zip(rows, sorted(self.table.live(self.now_ms()), key=lambda e: e.peer_id),
-                        strict=True):
+        for r in rows:
             # CHL-5: our own challenge's word, and how many attestations others gossiped.
-            ok, failed = ch.attests.counts(e.ad.signer, ch.wall_ms()) if ch else (0, 0)
-            r["attested"] = "self" if r["self"] else (ch.status(e.ad.signer) if ch else "never")
+            signer = signers[r["peer_id"]]
+            ok, failed = ch.attests.counts(signer, ch.wall_ms()) if ch else (0, 0)
+            r["attested"] = "self" if r["self"] else (ch.status(signer) if ch else "never")
             r["attestations"] = {"ok": ok, "failed": failed}
         return rows
 

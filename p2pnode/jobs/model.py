@@ -25,7 +25,7 @@ from p2pnode.identity import Identity
 from p2pnode.wire import envelope
 from p2pnode.wire.cid import CID_PREFIX, CID_SIZE, cid_of
 from p2pnode.wire.envelope import Envelope
-from p2pnode.wire.fields import boolean, bstr, list_of, map_exact, text, uint
+from p2pnode.wire.fields import boolean, bstr, hashes, list_of, map_exact, text, uint
 from p2pnode.wire.reasons import Reason, WireError
 
 VERSION = 1
@@ -296,10 +296,6 @@ def _meta(v: Any, n: str) -> dict[str, Any]:
     return {text(k, 32, n, nonempty=True): _param_value(x, n) for k, x in v.items()}
 
 
-def _path(v: Any, n: str) -> list[bytes]:
-    return [bstr(h, n, size=32) for h in list_of(v, MAX_ENTRY_PATH, n)]
-
-
 def _bool(v: Any, n: str) -> bool:
     return boolean(v, n)
 
@@ -321,7 +317,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                "ts": _u},
     T_PROBE: {"net": _net, "job": cid, "lease": _u, "index": _u, "state": _bool, "ts": _u},
     T_ENTRY: {"net": _net, "job": cid, "lease": _u, "index": _u,
-              "entry": lambda v, n: bstr(v, n, size=41), "path": _path,
+              "entry": lambda v, n: bstr(v, n, size=41),
+              "path": lambda v, n: hashes(v, MAX_ENTRY_PATH, n),
               "state": _job_or_empty, "ts": _u},
 }
 

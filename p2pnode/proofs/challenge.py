@@ -22,9 +22,11 @@ ones last (CHL-6).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
+from p2pnode.caps.model import CapabilityAd
 from p2pnode.jobs.model import MAX_CREATED_SKEW_MS, MAX_NET_LEN
 from p2pnode.wire import envelope
 from p2pnode.wire.body import SealedBody
@@ -149,3 +151,18 @@ class AttestTable:
 def offer_rank(status: str) -> int:
     """CHL-6: attested workers are offered jobs first, failed ones last."""
     return {"attested": 0, "never": 1, "failed": 2}[status]
+
+
+def pick_subject(ads: Iterable[CapabilityAd], me: bytes, status: Callable[[bytes], str],
+                 tried: dict[bytes, int]) -> tuple[bytes, int, int] | None:
+    """CHL-3: the next ad to challenge, as (subject key, ad seq, challenge size): another
+    node's ad claiming matmul that this node holds no live attestation of and has not
+    challenged at this seq (one try per seq: a new ad, a new chance)."""
+    for ad in ads:
+        key = ad.signer
+        if key == me or "matmul" not in ad.kinds:
+            continue
+        if status(key) != "never" or tried.get(key) == ad.seq:
+            continue
+        return key, ad.seq, challenge_n(ad.cores, len(ad.gpus))
+    return None

@@ -38,7 +38,7 @@ from p2pnode.proofs import matmul, rows
 from p2pnode.proofs.bars import BAR_MS
 from p2pnode.wire import envelope
 from p2pnode.wire.cid import cid_of
-from p2pnode.wire.fields import bstr, list_of, map_exact, text, uint
+from p2pnode.wire.fields import bstr, hashes, map_exact, text, uint
 from p2pnode.wire.reasons import Reason, WireError
 
 T_FRAUD = "fraud.proof"
@@ -168,8 +168,7 @@ def _check_row(m: dict[str, Any], job: SignedJob, root: bytes) -> None:
     # a.rows leaves (the output's shape fixes the tree's size).
     i = uint(m["row"], "row")
     claimed = bstr(m["claimed"], "claimed")
-    path = [bstr(h, "path", size=rows.HASH_SIZE) for h in list_of(m["path"], rows.MAX_PATH,
-                                                                    "path")]
+    path = hashes(m["path"], rows.MAX_PATH, "path")
     if i >= a.shape[0] or len(claimed) != b.shape[1] * 8:
         raise _bad("no such row")
     if not rows.verify_path(rows.leaf_hash(claimed), i, a.shape[0], path, root):

@@ -27,7 +27,7 @@ from p2pnode.proofs import rows
 from p2pnode.proofs.bisect import ENTRY_SIZE, Claim, Entry
 from p2pnode.wire import envelope
 from p2pnode.wire.cid import cid_of
-from p2pnode.wire.fields import bstr, list_of, uint
+from p2pnode.wire.fields import bstr, hashes, uint
 from p2pnode.wire.reasons import Reason, WireError
 
 if TYPE_CHECKING:
@@ -66,10 +66,6 @@ def _bad(detail: str) -> WireError:
     return WireError(Reason.BAD_PROOF, detail)
 
 
-def _path(v: Any, what: str) -> list[bytes]:
-    return [bstr(h, what, size=rows.HASH_SIZE) for h in list_of(v, rows.MAX_PATH, what)]
-
-
 def _opened(entry: bytes, path: Sequence[bytes], index: int, chain: Claim) -> Entry:
     e = Entry.decode(entry)
     if e is None or not rows.verify_path(rows.leaf_hash(entry), index, chain.count, path,
@@ -99,10 +95,10 @@ def check(m: dict[str, Any], job: SignedJob, chain: Claim) -> None:
     i = uint(m["index"], "index")
     if i >= chain.count:
         raise _bad("no such entry")
-    claimed = _opened(bstr(m["claimed"], "claimed", size=ENTRY_SIZE), _path(m["path"], "path"),
-                      i, chain)
+    claimed = _opened(bstr(m["claimed"], "claimed", size=ENTRY_SIZE),
+                      hashes(m["path"], rows.MAX_PATH, "path"), i, chain)
     prior_raw, state_raw = bstr(m["prior"], "prior"), bstr(m["state"], "state")
-    prior_path = _path(m["prior_path"], "prior_path")
+    prior_path = hashes(m["prior_path"], rows.MAX_PATH, "prior_path")
     try:
         names = tuple(wasm_subset.check(module).mutable_globals)
     except WireError as e:

@@ -28,8 +28,8 @@ from p2pnode.proofs.challenge import (
     TARGET_KEY,
     Attestation,
     AttestTable,
-    challenge_n,
     open_attestation,
+    pick_subject,
 )
 from p2pnode.ratelimit import PeerRateLimiter
 from p2pnode.services.requester import RequesterService
@@ -102,14 +102,8 @@ class ChallengeService:
         if len(self.tried) > MAX_SUBJECTS:  # bounded: forget subjects no longer in the table
             keep = {e.ad.signer for e in live}
             self.tried = {k: v for k, v in self.tried.items() if k in keep}
-        for e in live:
-            key = e.ad.signer
-            if key == self.identity.public_key or "matmul" not in e.ad.kinds:
-                continue
-            if self.status(key) != "never" or self.tried.get(key) == e.ad.seq:
-                continue
-            return key, e.ad.seq, challenge_n(e.ad.cores, len(e.ad.gpus))
-        return None
+        return pick_subject((e.ad for e in live), self.identity.public_key, self.status,
+                            self.tried)
 
     async def _challenge(self, subject: bytes, seq: int, n: int) -> None:
         from p2pnode.jobs import tensors

@@ -61,3 +61,8 @@ def boolean(v: Any, what: str) -> bool:
 
 # Short aliases used by the body decoders.
 _map, _list, _text, _uint = map_exact, list_of, text, uint
+
+
+def hashes(v: Any, max_len: int, what: str) -> list[bytes]:
+    """An array of at most ``max_len`` 32-byte strings (an audit path, say)."""
+    return [bstr(h, what, size=32) for h in list_of(v, max_len, what)]

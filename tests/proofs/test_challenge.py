@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from conformance.cases.common import key
+from conformance.cases.common import ad, key
 from p2pnode.proofs.challenge import (
     ATTEST_TTL_MS,
     Attestation,
     AttestTable,
     Signed,
+    challenge_n,
     offer_rank,
+    pick_subject,
 )
 
 NOW = 1_700_000_000_000
@@ -40,3 +42,24 @@ def test_ttl_and_order() -> None:
     assert t.status(key("bob").public_key, NOW + ATTEST_TTL_MS, ME) == "never"
     assert not t.add(Signed(att("x", "bob", True, NOW - 1).attestation, ME, b""))
     assert [offer_rank(s) for s in ("attested", "never", "failed")] == [0, 1, 2]
+
+
+def test_whom_to_challenge_next() -> None:
+    mine = ad(signer=ME, kinds=("matmul",))
+    wasm_only = ad(signer=key("w").public_key, kinds=("wasm",))
+    known = ad(signer=key("k").public_key, kinds=("matmul",))
+    tried = ad(signer=key("t").public_key, kinds=("matmul",), seq=5)
+    fresh = ad(signer=key("f").public_key, kinds=("matmul", "wasm"), cores=32)
+
+    def status(k: bytes) -> str:
+        return "attested" if k == known.signer else "never"
+
+    ads = [mine, wasm_only, known, tried, fresh]
+    pick = pick_subject(ads, ME, status, {tried.signer: 5})
+    assert pick == (fresh.signer, fresh.seq, challenge_n(32, 0))
+    # One try per seq: the same node with a new ad is a new subject.
+    renewed = ad(signer=tried.signer, kinds=("matmul",), seq=6)
+    assert pick_subject([mine, renewed], ME, status, {tried.signer: 5}) == \
+        (tried.signer, 6, challenge_n(renewed.cores, 0))
+    assert pick_subject([mine, wasm_only, known, tried], ME, status, {tried.signer: 5}) is None
+
