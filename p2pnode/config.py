@@ -17,6 +17,7 @@ DEFAULT_HOME = Path("~/.p2pnode")
 KEY_FILE = "node.key"
 CONFIG_FILE = "config.toml"
 STATE_DB = "state.db"
+LEDGER_DB = "ledger.db"
 API_FILE = "api.json"
 LOG_FILE = "node.log"
 
@@ -54,6 +55,9 @@ class Config:
     jobs_retention_s: int = 86_400
     jobs_cheat: tuple[str, ...] = ()
     jobs_bar_s: int = 3600
+    ledger_epoch_len_s: int = 3600
+    ledger_grace_s: int = 30
+    ledger_sync_interval_s: float = 10.0
     blobs_quota_bytes: int = 4 << 30
     blobs_retention_s: int = 86_400
     api_listen: str = "127.0.0.1:0"
@@ -102,6 +106,9 @@ _KEYS: dict[tuple[str, str], str] = {
     ("jobs", "retention_s"): "jobs_retention_s",
     ("jobs", "cheat"): "jobs_cheat",
     ("jobs", "bar_s"): "jobs_bar_s",
+    ("ledger", "epoch_len_s"): "ledger_epoch_len_s",
+    ("ledger", "grace_s"): "ledger_grace_s",
+    ("ledger", "sync_interval_s"): "ledger_sync_interval_s",
     ("blobs", "quota_bytes"): "blobs_quota_bytes",
     ("blobs", "retention_s"): "blobs_retention_s",
     ("api", "listen"): "api_listen",
@@ -196,6 +203,16 @@ bar_s = {t(v["jobs_bar_s"])}
 # "commit", "zero"), to watch verification catch them. Empty for every real node.
 cheat = {t(v["jobs_cheat"])}
 
+[ledger]
+# Reward epochs (spec 07): every node of a network must use the same two values, or their
+# roots differ. An epoch lasts epoch_len_s seconds (from the Unix epoch) and closes grace_s
+# seconds after its end; a receipt that arrives later settles in the next open epoch.
+epoch_len_s = {t(v["ledger_epoch_len_s"])}
+grace_s = {t(v["ledger_grace_s"])}
+# Seconds between reconciliations (/sync/1) with a random peer; one also runs with every
+# peer that appears.
+sync_interval_s = {t(v["ledger_sync_interval_s"])}
+
 [blobs]
 # The blob store (inputs and outputs of jobs) holds at most quota_bytes. Blobs an open job
 # needs are kept; others go retention_s after their last use, and least recently used
@@ -288,6 +305,12 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: [jobs] bar_s must be in 0..3600")
     if set(cfg.jobs_cheat) - set(CHEAT_MODES):
         raise ConfigError(f"{path}: [jobs] cheat takes {', '.join(CHEAT_MODES)}")
+    if not 1 <= cfg.ledger_epoch_len_s <= 7 * 86_400 or \
+            not 0 <= cfg.ledger_grace_s < cfg.ledger_epoch_len_s:
+        raise ConfigError(f"{path}: [ledger] epoch_len_s must be in 1..604800 and grace_s in "
+                          "0..epoch_len_s-1")
+    if cfg.ledger_sync_interval_s <= 0:
+        raise ConfigError(f"{path}: [ledger] sync_interval_s must be positive")
     if cfg.blobs_quota_bytes < cfg.jobs_max_blob_bytes:
         raise ConfigError(f"{path}: [blobs] quota_bytes must be at least [jobs] max_blob_bytes")
     return cfg

@@ -17,7 +17,7 @@ import trio
 from p2pnode.addrpolicy import learned_addr_check, private_addrs_allowed
 from p2pnode.caps.probe import Hardware, probe
 from p2pnode.caps.table import CapTable
-from p2pnode.config import STATE_DB, Config
+from p2pnode.config import LEDGER_DB, STATE_DB, Config
 from p2pnode.identity import Identity
 from p2pnode.log import event
 from p2pnode.metrics import Metrics
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from p2pnode.services.challenge import ChallengeService
     from p2pnode.services.fraud import FraudService
     from p2pnode.services.jobs import JobsService
+    from p2pnode.services.ledger import LedgerService
 
 log = logging.getLogger("p2pnode.node")
 
@@ -69,6 +70,7 @@ class Node:
         self.market: JobsService | None = None  # once running
         self.fraud: FraudService | None = None  # once running
         self.challenge: ChallengeService | None = None  # once running
+        self.ledger: LedgerService | None = None  # once running
         self.blobs: BlobStore | None = None
         # One record of checked signatures for every channel (spec 01 ENV-12).
         self.signatures = SignatureCache()
@@ -121,8 +123,9 @@ class Node:
     @property
     def extra_api_handlers(self) -> dict[str, Any]:
         from p2pnode.api.jobs import job_handlers
+        from p2pnode.api.ledger import ledger_handlers
 
-        return job_handlers(self)
+        return {**job_handlers(self), **ledger_handlers(self)}
 
     def _table_changed(self) -> None:
         if self.market is not None:
@@ -171,6 +174,9 @@ class Node:
                     await nursery.start(self.fraud.run)
                     self.challenge = self._build_challenge(st, self.market)
                     await nursery.start(self.challenge.run)
+                    self.ledger = self._build_ledger(st, self.market, self.fraud)
+                    await nursery.start(self.ledger.run)
+                    await self.ledger.add_own(self._own_credits(self.market))
                     # The admin API comes up last: once it answers (the launcher and the
                     # CLI wait for it), every other part, the metrics endpoint included,
                     # is up and its status complete.
@@ -184,6 +190,8 @@ class Node:
             finally:
                 self.stack = None
                 self.store.close()
+                if self.ledger is not None:
+                    self.ledger.store.close()
                 event(log, "node.stopped", peer_id=self.peer_id)
 
     def _lease_peers(self) -> set[str]:
@@ -237,6 +245,49 @@ class Node:
 
         req.report_fraud = report
         return fraud
+
+    def _build_ledger(self, st: NetStack, market: JobsService,
+                      fraud: FraudService) -> LedgerService:
+        """The reward ledger (spec 07): our receipts and every fraud proof taken go in."""
+        from p2pnode.ledger.state import Params
+        from p2pnode.ledger.store import LedgerStore
+        from p2pnode.ledger.transfer import MAX_FRAME
+        from p2pnode.net.gossip import Libp2pGossip
+        from p2pnode.net.host import ledger_topic
+        from p2pnode.net.ledger_sync import Libp2pSyncNet
+        from p2pnode.services.ledger import LedgerMetrics, LedgerService
+
+        cfg = self.config
+
+        def reject(r: Reason) -> None:
+            self.metrics.reject("ledger", r)
+
+        params = Params(epoch_len_ms=cfg.ledger_epoch_len_s * 1000,
+                        grace_ms=cfg.ledger_grace_s * 1000)
+        ledger = LedgerService(
+            net=cfg.network, params=params, store=LedgerStore(self.home / LEDGER_DB, params),
+            gossip=Libp2pGossip(st), topic=ledger_topic(cfg.network),
+            sync=Libp2pSyncNet(st.host, cfg.network, MAX_FRAME, reject),
+            wall_ms=market.requester.clock.wall_ms, clock=self.clock, rng=random.Random(),
+            metrics=LedgerMetrics(self.metrics.registry), reject=reject,
+            verified=self.signatures, sync_interval_s=cfg.ledger_sync_interval_s)
+        market.requester.on_receipt = ledger.add_credit
+        fraud.on_proof = ledger.queue_fraud
+        return ledger
+
+    def _own_credits(self, market: JobsService) -> list[tuple[bytes, bytes]]:
+        """Our receipts of accepted leases, with their jobs (for the ledger at start)."""
+        from p2pnode.jobs.market import LeaseState
+        from p2pnode.proofs.receipts import open_receipt
+
+        out = []
+        for job in market.requester.jobs.values():
+            accepted = {n for n, lease in job.leases.items()
+                        if lease.state is LeaseState.ACCEPTED}
+            for raw in self.store.receipts(job.id) if accepted else ():
+                if open_receipt(raw, net=self.config.network).receipt.lease in accepted:
+                    out.append((raw, job.raw))
+        return out
 
     def _build_challenge(self, st: NetStack, market: JobsService) -> ChallengeService:
         """Capability challenges and attestations (spec 06 §6)."""

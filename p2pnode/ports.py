@@ -73,6 +73,17 @@ class Transport(Protocol):
 
 
 
+class SyncNet(Protocol):
+    """What the ledger needs of the network besides its topic: ``/sync/1`` sessions."""
+
+    def serve_sync(self, handle: Callable[[Exchange, str], Awaitable[None]]) -> None:
+        """Call ``handle(exchange, peer)`` for every inbound session (within RCN-9)."""
+
+    async def open_sync(self, peer: str) -> Exchange:
+        """Open a session to ``peer``; TransportError if it cannot be opened."""
+        ...
+
+
 class TransportError(Exception):
     """A peer could not be reached or a stream could not be opened."""
 

@@ -58,6 +58,10 @@ def caps_topic(net: str) -> str:
     return f"/p2pnode/{net}/caps/1"
 
 
+def ledger_topic(net: str) -> str:
+    return f"/p2pnode/{net}/ledger/1"
+
+
 def fraud_topic(net: str) -> str:
     return f"/p2pnode/{net}/fraud/1"
 

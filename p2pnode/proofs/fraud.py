@@ -64,6 +64,7 @@ class Fraud:
     job: bytes  # the job id
     until: int  # wall ms: the bar ends (FRD-7)
     reporter: bytes
+    ts: int = 0  # the cheater's result's ts, wall ms (the ledger's epoch of a slash)
 
 
 def build(identity: Identity, net: str, spec_raw: bytes, result_raw: bytes, a_blob: bytes,
@@ -100,9 +101,10 @@ def _bad(detail: str) -> WireError:
 
 
 def check(data: bytes, *, net: str, now_ms: int,
-          verified: envelope.SignatureCache | None = None) -> Fraud:
+          verified: envelope.SignatureCache | None = None, expire: bool = True) -> Fraud:
     """FRD-1 .. FRD-6 (``matmul.row``) or FRD-10 .. FRD-12 (``wasm.segment``): the fraud a
-    proof establishes; raises WireError with the reason."""
+    proof establishes; raises WireError with the reason. ``expire=False`` (the ledger's
+    slashes, spec 07) keeps a proof valid after the bar it sets is over."""
     from p2pnode.proofs import segment
 
     env = envelope.open_envelope(data, expected_type=T_FRAUD, verified=verified)  # FRD-1
@@ -142,14 +144,14 @@ def check(data: bytes, *, net: str, now_ms: int,
     if ts > now_ms + MAX_CREATED_SKEW_MS:
         raise WireError(Reason.CLOCK_SKEW, "the result is from the future")
     until = ts + BAR_MS
-    if until <= now_ms:
+    if expire and until <= now_ms:
         raise WireError(Reason.EXPIRED, "the bar it would set is over")
     if chain is not None:
         segment.check(m, job, chain)  # FRD-10 .. FRD-12
     else:
         assert root is not None
         _check_row(m, job, root)  # FRD-4 .. FRD-6
-    return Fraud(cheater=res.signer, job=job.id, until=until, reporter=env.signer)
+    return Fraud(cheater=res.signer, job=job.id, until=until, reporter=env.signer, ts=ts)
 
 
 def _check_row(m: dict[str, Any], job: SignedJob, root: bytes) -> None:

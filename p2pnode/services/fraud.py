@@ -50,6 +50,9 @@ class FraudService:
         self.bar_ms = min(bar_ms, BAR_MS)  # FRD-7: this node's own bar, at most BAR_MS
         self.limiter = PeerRateLimiter(rate=FRAUD_RATE_PER_S, burst=FRAUD_BURST)
         self.bars = BarList(MAX_SEEN)  # in wall ms
+        # Set by the node: every valid proof of a new fraud, ours or gossiped (the ledger's
+        # slashes, spec 07 LGR-5).
+        self.on_proof: Callable[[bytes], None] | None = None
         self.taken = 0  # valid proofs of new frauds
         self.published = 0
 
@@ -72,6 +75,8 @@ class FraudService:
         if self.bars.known(fraud.cheater, fraud.job):
             return Ignore(Reason.STALE_SEQ)  # FRD-8: taken already
         self.take(fraud.cheater, fraud.job, fraud.until)
+        if self.on_proof is not None:
+            self.on_proof(data)
         return ACCEPT
 
     def take(self, cheater: bytes, job: bytes, until: int) -> None:
@@ -89,6 +94,8 @@ class FraudService:
         """Our own proof: taken here, then published."""
         if not self.bars.known(cheater, job):
             self.take(cheater, job, until)
+            if self.on_proof is not None:
+                self.on_proof(data)
         self.published += 1
         self.count("fraud", "published")
         await self.gossip.publish(self.topic, data)

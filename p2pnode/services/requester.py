@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +116,8 @@ class RequesterService:
                                   report=lambda: self.report_fraud, count=count)
         # Set by the node: publishes a fraud proof on the fraud topic (FRD).
         self.report_fraud: ReportFraud | None = None
+        # Set by the node: hands an accepted lease's receipt, with its job, to the ledger.
+        self.on_receipt: Callable[[bytes, bytes], Awaitable[object]] | None = None
         self.fraud_too_large = 0
 
     @property
@@ -398,7 +400,11 @@ class RequesterService:
                                                      self.clock.now_ms(), checked)
             if receipt is not None and (lease is None or lease.state is not LeaseState.ACCEPTED):
                 await trio.to_thread.run_sync(self.store.delete_receipt, c.job, c.lease)
+                receipt = None
             await self._apply(effects)
+            job = self.jobs.get(c.job)
+            if receipt is not None and job is not None and self.on_receipt is not None:
+                await self.on_receipt(receipt, job.raw)
             self.count("requester", "verified" if ok else "rejected")
         else:  # out of time: the machine judges it at its deadline (LEASE-12)
             await self._apply(self.machine.on_timer(now, self.clock.wall_ms()))

@@ -32,6 +32,7 @@ from p2pnode.config import (
 )
 from p2pnode.identity import Identity, save_identity
 from p2pnode.testnet.jobs import JobDriver
+from p2pnode.testnet.ledger import LedgerWatch, grace_for
 from p2pnode.testnet.lifeline import set_parent_death_signal
 from p2pnode.testnet.model import NodePorts as NodePorts
 from p2pnode.testnet.model import NodeProc as NodeProc
@@ -142,7 +143,10 @@ def _prepare(opts: TestnetOptions, root: Path, i: int, ports: NodePorts) -> Node
                  api_listen=f"127.0.0.1:{ports.api}",
                  metrics_listen=f"127.0.0.1:{ports.metrics}",
                  caps_interval_s=opts.interval_s,
-                 caps_ttl_s=max(60, int(opts.interval_s * 6)))
+                 caps_ttl_s=max(60, int(opts.interval_s * 6)),
+                 ledger_epoch_len_s=opts.epoch_len,
+                 ledger_grace_s=grace_for(opts.epoch_len),
+                 ledger_sync_interval_s=5.0)
     (home / CONFIG_FILE).write_text(render_template(cfg))
     return NodeProc(index=i, home=home, peer_id=identity.peer_id, ports=ports)
 
@@ -318,6 +322,11 @@ class Poller:
         return full or self.round(full=True)
 
 
+def _receipts(nodes: list[NodeProc]) -> int:
+    """The receipts the requesters made (spec 06 RCP-1), from their last status."""
+    return sum(int(n.status.get("receipts", 0)) for n in nodes)
+
+
 def run_testnet(opts: TestnetOptions) -> int:
     if opts.n < 1:
         print("error: -n must be at least 1", file=sys.stderr)
@@ -332,6 +341,7 @@ def run_testnet(opts: TestnetOptions) -> int:
     caps_since: float | None = None
     nodes: list[NodeProc] = []
     jobs: JobDriver | None = None
+    ledger_watch: LedgerWatch | None = None
     # The nodes hold the read end; we hold the write end until we exit, however we exit.
     lifeline_r, lifeline_w = os.pipe()
     stopping = False
@@ -357,6 +367,7 @@ def run_testnet(opts: TestnetOptions) -> int:
         deadline = None if opts.duration is None else up_at + opts.duration
         last_line = ""
         poller = Poller(nodes)
+        ledger = LedgerWatch(nodes)
         while deadline is None or time.monotonic() < deadline:
             caps_ok = poller.round()
             if caps_ok and caps_since is None:
@@ -366,7 +377,11 @@ def run_testnet(opts: TestnetOptions) -> int:
                 if caps_since is not None or time.monotonic() - started > 15:
                     jobs.start()
                 jobs.step()
-            now_converged = caps_ok and (jobs is None or jobs.done)
+            ledger_ok = True
+            if jobs is not None and jobs.done:
+                ledger.poll()
+                ledger_ok = ledger.report(_receipts(nodes))["converged"]
+            now_converged = caps_ok and (jobs is None or jobs.done) and ledger_ok
             if now_converged and converge_s is None:
                 converge_s = time.monotonic() - up_at
             converged = now_converged
@@ -401,6 +416,9 @@ def run_testnet(opts: TestnetOptions) -> int:
             jobs.audit()
         for n in nodes:  # the last word on each node's counters, before it stops
             _poll(n)
+        if jobs is not None and nodes:
+            ledger_watch = LedgerWatch(nodes)
+            ledger_watch.poll(force=True)
         stop_nodes(nodes)
         if lifeline_r >= 0:
             os.close(lifeline_r)
@@ -409,6 +427,8 @@ def run_testnet(opts: TestnetOptions) -> int:
             signal.signal(sig, handler)
     rep = build_report(opts, root, nodes, converged, started, converge_s,
                        opts.start_concurrency or default_start_concurrency(), jobs, start_s)
+    if jobs is not None and ledger_watch is not None:
+        rep["ledger"] = ledger_watch.report(_receipts(nodes))
     if opts.json_out:
         print(json.dumps(rep))
     else:

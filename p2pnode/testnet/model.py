@@ -39,6 +39,8 @@ class TestnetOptions:
     """Workers that return wrong results (the last nodes; never a requester)."""
     start_concurrency: int = 0
     """Nodes starting at once (0: ``default_start_concurrency()``)."""
+    epoch_len: int = 60
+    """Seconds per ledger epoch (spec 07), the grace period a quarter of it (at most 30)."""
 
     @property
     def interval_s(self) -> float:

@@ -92,6 +92,12 @@ def print_report(rep: dict[str, Any]) -> None:
         print(f"jobs: {j['submitted']} submitted, {j['completed']} completed, {j['failed']} "
               f"failed, {j['reassigned']} reassigned; latency p50 {j['p50_ms']} ms, "
               f"p99 {j['p99_ms']} ms")
+    if "ledger" in rep:
+        lg = rep["ledger"]
+        print(f"ledger: {'converged' if lg['converged'] else 'NOT converged'}, "
+              f"{lg['receipts']} receipts ({lg['late_receipts']} late), "
+              f"{lg['epochs_closed']} epochs closed, roots "
+              f"{'agree' if lg['roots_agree'] else 'DIFFER'}")
     print(f"{'#':>2}  {'PEER':<52}  {'START':>6}  {'PEERS':>5}  {'CAPS':>4}  NOTE")
     for n in rep["nodes"]:
         note = n.get("error", "")

@@ -172,15 +172,8 @@ def _body_bytes(data: bytes, t: str, v: int) -> bytes:
     return data[len(_HEAD_B) : len(data) - tail]
 
 
-def open_envelope(data: bytes, expected_type: str | None = None, *,
-                  verified: SignatureCache | None = None) -> Envelope:
-    """Decode, structure-check and signature-check an envelope.
-
-    Checks run cheapest first (size, codec, structure, type, version, signature) so that
-    garbage costs little; raises :class:`WireError` with the reason of the first failure.
-    With ``verified``, envelope bytes whose signature was checked before are not checked
-    again (ENV-12).
-    """
+def _decode(data: bytes, expected_type: str | None) -> tuple[Any, str, int, bytes, bytes, bytes]:
+    """Everything :func:`open_envelope` checks but the signature: (body, t, v, k, s, data)."""
     if expected_type is not None and expected_type in SIZE_LIMITS:
         limit = SIZE_LIMITS[expected_type]
     else:
@@ -212,8 +205,46 @@ def open_envelope(data: bytes, expected_type: str | None = None, *,
         raise WireError(Reason.UNSUPPORTED_VERSION, "%s v%d" % (t, v))
     if len(data) > SIZE_LIMITS[t]:
         raise WireError(Reason.TOO_LARGE, "%d bytes > limit %d" % (len(data), SIZE_LIMITS[t]))
+    return obj["b"], t, v, k, s, data
+
+
+def open_envelope(data: bytes, expected_type: str | None = None, *,
+                  verified: SignatureCache | None = None) -> Envelope:
+    """Decode, structure-check and signature-check an envelope.
+
+    Checks run cheapest first (size, codec, structure, type, version, signature) so that
+    garbage costs little; raises :class:`WireError` with the reason of the first failure.
+    With ``verified``, envelope bytes whose signature was checked before are not checked
+    again (ENV-12).
+    """
+    body, t, v, k, s, data = _decode(data, expected_type)
     signed = signing_input(t, v, _body_bytes(data, t, v))
     ok = verify(k, signed, s) if verified is None else verified.check(data, k, signed, s)
     if not ok:
         raise WireError(Reason.BAD_SIGNATURE)
-    return Envelope(t=t, v=v, body=obj["b"], signer=k, sig=s, raw=data)
+    return Envelope(t=t, v=v, body=body, signer=k, sig=s, raw=data)
+
+
+def signer_of(data: bytes, t: str, v: int) -> bytes:
+    """The ``k`` of envelope bytes ``data`` of type ``t`` version ``v``, read from its fixed
+    place without decoding the body or checking the signature (ENV-7's layout: the body
+    first, then ``k``, ``s``, ``t`` and ``v``, whose lengths are fixed). Sound only where
+    the bytes are bound by a hash that a checked signature covers: the ledger matches a
+    receipt's signer to the job its receipt names (spec 07 LGR-2)."""
+    tail = b"\x61t" + cbor.encode(t) + b"\x61v" + cbor.encode(v)
+    n_tail = len(_HEAD_K) + ED25519_PUBLIC_KEY_SIZE + len(_HEAD_S) + ED25519_SIGNATURE_SIZE \
+        + len(tail)
+    limit = SIZE_LIMITS.get(t, cbor.MAX_MESSAGE_SIZE)
+    if len(data) > limit:
+        raise WireError(Reason.TOO_LARGE, "%d bytes > limit %d" % (len(data), limit))
+    if len(data) < len(_HEAD_B) + 1 + n_tail or not data.startswith(_HEAD_B) or \
+            not data.endswith(tail):
+        raise WireError(Reason.BAD_ENVELOPE, "not a %s v%d envelope" % (t, v))
+    at = len(data) - n_tail
+    if data[at : at + len(_HEAD_K)] != _HEAD_K:
+        raise WireError(Reason.BAD_ENVELOPE, "not a %s v%d envelope" % (t, v))
+    k = data[at + len(_HEAD_K) : at + len(_HEAD_K) + ED25519_PUBLIC_KEY_SIZE]
+    at += len(_HEAD_K) + ED25519_PUBLIC_KEY_SIZE
+    if data[at : at + len(_HEAD_S)] != _HEAD_S:
+        raise WireError(Reason.BAD_ENVELOPE, "not a %s v%d envelope" % (t, v))
+    return bytes(k)

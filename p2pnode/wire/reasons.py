@@ -54,6 +54,8 @@ class Reason(StrEnum):
     BAD_PROOF = "bad_proof"
     WRONG_RESULT = "wrong_result"
     BARRED = "barred"
+    # ledger (spec 07)
+    DUPLICATE = "duplicate"
 
 
 class WireError(ValueError):
