@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-if [ "$#" -eq 0 ]; then set -- -n 5 --jobs 40 --duration 150; fi
+if [ "$#" -eq 0 ]; then set -- -n 5 --jobs 40 --epoch-len 20 --duration 180; fi
 exec .venv/bin/p2pnode testnet up "$@"

@@ -74,7 +74,7 @@ def test_a_job_nobody_can_run_fails_and_wait_exits_1(
 def test_testnet_up_with_jobs(tmp_path: Path) -> None:
     res = subprocess.run(
         [sys.executable, "-m", "p2pnode", "testnet", "up", "-n", "3", "--jobs", "6",
-         "--duration", "30", "--json", "--dir", str(tmp_path / "tn")],
+         "--epoch-len", "4", "--duration", "40", "--json", "--dir", str(tmp_path / "tn")],
         capture_output=True, env=child_env(), timeout=150, stdin=subprocess.DEVNULL)
     assert res.returncode == 0, res.stderr.decode()[-3000:]
     report = json.loads(res.stdout)
@@ -82,6 +82,10 @@ def test_testnet_up_with_jobs(tmp_path: Path) -> None:
     assert report["converged"] is True
     assert jobs["submitted"] == jobs["completed"] == 6 and jobs["failed"] == 0
     assert jobs["p50_ms"] is not None and jobs["p99_ms"] >= jobs["p50_ms"]
+    # Every receipt reached every ledger, and the closed epochs have one root (spec 07).
+    ledger = report["ledger"]
+    assert ledger["converged"] and ledger["roots_agree"] and ledger["epochs_closed"] >= 1
+    assert ledger["receipts"] == jobs["receipts"] >= 6
 
 
 @pytest.mark.slow
@@ -90,7 +94,7 @@ def test_testnet_cheaters_are_caught(tmp_path: Path) -> None:
     # the inputs (wrong_accepted), and the cheats leave fraud proofs that all nodes take.
     res = subprocess.run(
         [sys.executable, "-m", "p2pnode", "testnet", "up", "-n", "4", "--jobs", "6",
-         "--cheaters", "2", "--job-n", "24", "--duration", "60", "--json",
+         "--cheaters", "2", "--job-n", "24", "--epoch-len", "4", "--duration", "60", "--json",
          "--dir", str(tmp_path / "tn")],
         capture_output=True, env=child_env(), timeout=200, stdin=subprocess.DEVNULL)
     assert res.returncode == 0, res.stderr.decode()[-3000:]
@@ -102,6 +106,10 @@ def test_testnet_cheaters_are_caught(tmp_path: Path) -> None:
     assert jobs["fraud_proofs"] >= 1 and jobs["fraud_seen_by"] == 4
     assert set(jobs["rejected_by_reason"]) <= {"wrong_result", "bad_proof"}
     assert len(report["cheaters"]) == 2
+    # The fraud proofs are slashes in every ledger, which agree (spec 07 LGR-5, LGR-16).
+    ledger = report["ledger"]
+    assert ledger["converged"] and ledger["roots_agree"]
+    assert ledger["elements"] >= ledger["receipts"] + 1
 
 
 def test_testnet_refuses_more_cheaters_than_it_can_carry(
