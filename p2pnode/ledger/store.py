@@ -68,23 +68,37 @@ class LedgerStore:
                                 "(id) DO UPDATE SET settle=excluded.settle", rows)
             return self.db.total_changes - before
 
-    def load(self) -> Iterator[tuple[Element, int]]:
+    def load(self, raw: bool = True) -> Iterator[tuple[Element, int]]:
+        """Every element with its settlement epoch; without its bytes unless ``raw``."""
+        col = "raw" if raw else "x''"
         with self._lock:
-            rows = self.db.execute("SELECT id, kind, account, payer, amount, ts, job, raw, "
-                                   "settle FROM elements").fetchall()
+            rows = self.db.execute("SELECT id, kind, account, payer, amount, ts, job, "
+                                   f"{col}, settle FROM elements").fetchall()
         for i, kind, account, payer, amount, ts, job, raw, settle in rows:
             yield Element(id=bytes(i), kind=Kind(kind), account=bytes(account),
                           payer=bytes(payer), amount=int(amount), ts=int(ts), job=bytes(job),
                           raw=bytes(raw)), int(settle)
 
-    def raw(self, ids: Iterable[bytes]) -> list[bytes]:
+    def items(self, ids: Iterable[bytes]) -> list[tuple[bytes, int]]:
+        """(bytes, settlement epoch) of the elements of ``ids`` held, in that order."""
         with self._lock:
             out = []
             for i in ids:
-                row = self.db.execute("SELECT raw FROM elements WHERE id=?", (i,)).fetchone()
+                row = self.db.execute("SELECT raw, settle FROM elements WHERE id=?",
+                                      (i,)).fetchone()
                 if row is not None:
-                    out.append(bytes(row[0]))
+                    out.append((bytes(row[0]), int(row[1])))
             return out
+
+    def raw(self, ids: Iterable[bytes]) -> list[bytes]:
+        return [r for r, _ in self.items(ids)]
+
+    def size(self) -> tuple[int, int]:
+        """(elements, bytes of their wire forms) held."""
+        with self._lock:
+            n, b = self.db.execute("SELECT count(*), coalesce(sum(length(raw)), 0) "
+                                   "FROM elements").fetchone()
+        return int(n), int(b)
 
     def save_root(self, epoch: int, root: bytes, count: int, accounts: int) -> None:
         with self._lock, self.db:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import trio
@@ -42,6 +43,11 @@ SESSION_TIMEOUT_S = 60.0
 # LGR-11: after a start, epochs are closed once a session has ended or after this long.
 CATCH_UP_S = 15.0
 CLOSE_TICK_S = 0.5
+# RCN-1: sessions this node runs as the initiator at once.
+SESSIONS_OUT = 4
+# LGR-17: what the store holds at most; beyond, new elements are refused (limit_exceeded).
+MAX_ELEMENTS = 2_000_000
+MAX_BYTES = 4 << 30
 FRAUD_QUEUE = 64
 
 
@@ -68,16 +74,20 @@ class LedgerService:
                  reject: Callable[[Reason], None],
                  verified: envelope.SignatureCache | None = None,
                  sync_interval_s: float = SYNC_INTERVAL_S,
-                 catch_up_s: float = CATCH_UP_S) -> None:
+                 catch_up_s: float = CATCH_UP_S, max_elements: int = MAX_ELEMENTS,
+                 max_bytes: int = MAX_BYTES) -> None:
         self.net, self.params, self.store = net, params, store
         self.gossip, self.topic, self.sync = gossip, topic, sync
         self.wall_ms, self.clock, self.rng = wall_ms, clock, rng
         self.metrics, self.reject, self.verified = metrics, reject, verified
         self.sync_interval_s, self.catch_up_s = sync_interval_s, catch_up_s
         self.ledger = Ledger(params)
-        for el, settle in store.load():
+        for el, settle in store.load(raw=False):
             self.ledger.restore(el, settle)
         self.roots = store.roots()  # epoch -> (root, count, accounts)
+        self.max_elements, self.max_bytes = max_elements, max_bytes
+        self.bytes_held = store.size()[1]
+        self.refused_full = 0
         self.ledger.freeze(max(self.roots, default=-1))
         self.limiter = PeerRateLimiter(rate=LEDGER_RATE_PER_S, burst=LEDGER_BURST)
         self.caught_up = trio.Event()
@@ -96,18 +106,51 @@ class LedgerService:
     def _open(self, data: bytes) -> Element:
         return open_element(data, net=self.net, now_ms=self.wall_ms(), verified=self.verified)
 
-    def _keep(self, el: Element, claim: int | None, via: str) -> bool:
-        """Store ``el`` durably, then hold it (LGR-15); whether anything changed."""
-        now = self.wall_ms()
+    def _decide(self, el: Element, claim: int | None) -> int | None:
+        """The settlement epoch to store ``el`` with, or None if nothing would change;
+        WireError(LIMIT_EXCEEDED) for a new element when the store is full (LGR-17)."""
         held = self.ledger.held.get(el.id)
-        settle = self.ledger.settlement(el, now, claim)
+        if held is None and (len(self.ledger) >= self.max_elements
+                             or self.bytes_held + len(el.raw) > self.max_bytes):
+            self.refused_full += 1
+            raise WireError(Reason.LIMIT_EXCEEDED, "the ledger store is full")
+        settle = self.ledger.settlement(el, self.wall_ms(), claim)
         if held is not None and (settle >= held[1] or held[1] <= self.ledger.frozen):
+            return None
+        return settle
+
+    def _hold(self, el: Element, settle: int, via: str) -> bool:
+        """Hold ``el``, stored with ``settle``, in memory (without its bytes: the store has
+        them). Runs on the event loop, as does every change of the in-memory ledger."""
+        if settle <= self.ledger.frozen:  # an epoch closed while it was stored (LGR-11)
+            settle = self.ledger.frozen + 1
+            self.store.add([(el, settle)], self.wall_ms())
+        held = self.ledger.held.get(el.id)
+        if held is not None and held[1] <= settle:  # lowered meanwhile: keep the lower
+            if held[1] < settle:
+                self.store.add([(el, held[1])], self.wall_ms())
             return False
-        self.store.add([(el, settle)], now)
-        self.ledger.add(el, now, claim)
+        self.ledger.restore(replace(el, raw=b""), settle)
         if held is None:
+            self.bytes_held += len(el.raw)
             self.metrics.elements.labels(kind=el.kind.value, via=via).inc()
         return True
+
+    def _keep(self, el: Element, claim: int | None, via: str) -> bool:
+        """Store ``el`` durably, then hold it (LGR-15); whether anything changed."""
+        settle = self._decide(el, claim)
+        if settle is None:
+            return False
+        self.store.add([(el, settle)], self.wall_ms())
+        return self._hold(el, settle, via)
+
+    async def _keep_async(self, el: Element, claim: int | None, via: str) -> bool:
+        """As :meth:`_keep`, the fsync off the event loop."""
+        settle = self._decide(el, claim)
+        if settle is None:
+            return False
+        await trio.to_thread.run_sync(self.store.add, [(el, settle)], self.wall_ms())
+        return self._hold(el, settle, via)
 
     def validate(self, source: bytes | None, data: bytes, forwarder: str | None = None
                  ) -> Verdict:
@@ -126,7 +169,12 @@ class LedgerService:
         if el.kind is Kind.SLASH:  # slashes travel on the fraud topic (LGR-16)
             self.reject(Reason.UNKNOWN_TYPE)
             return Reject(Reason.UNKNOWN_TYPE, "a slash on the ledger topic")
-        if not self._keep(el, None, "gossip"):
+        try:
+            new = self._keep(el, None, "gossip")
+        except WireError as e:  # the store is full (LGR-17)
+            self.reject(e.reason)
+            return Ignore(e.reason, e.detail)
+        if not new:
             self.reject(Reason.DUPLICATE)
             return Ignore(Reason.DUPLICATE)
         return ACCEPT
@@ -140,7 +188,12 @@ class LedgerService:
             event(log, "ledger.own_refused", logging.WARNING, reason=e.reason.value,
                   detail=e.detail)
             return False
-        new = await trio.to_thread.run_sync(self._keep, el, None, "own")
+        try:
+            new = await self._keep_async(el, None, "own")
+        except WireError as e:
+            event(log, "ledger.own_refused", logging.WARNING, reason=e.reason.value,
+                  detail=e.detail)
+            return False
         if new:
             try:
                 await self.gossip.publish(self.topic, data)
@@ -156,7 +209,11 @@ class LedgerService:
         except WireError as e:
             self.reject(e.reason)
             return False
-        return await trio.to_thread.run_sync(self._keep, el, None, "fraud")
+        try:
+            return await self._keep_async(el, None, "fraud")
+        except WireError as e:
+            self.reject(e.reason)
+            return False
 
     def queue_fraud(self, fraud_raw: bytes) -> None:
         try:
@@ -195,22 +252,31 @@ class LedgerService:
         t = self.tree(epoch)
         return t.root, self.ledger.count(epoch), len(t.accounts)
 
-    def close_due(self) -> list[int]:
+    async def close_due(self) -> list[int]:
         """LGR-11: fix the roots of the epochs closed by now; the epochs closed."""
         last = self.params.last_closed(self.wall_ms())
         first = self.ledger.frozen + 1
         if last < first:
             return []
-        settled = [e for e in self.ledger.settled_epochs() if first <= e <= last]
-        todo = sorted(set(settled) | {last})
-        for e in todo:  # an epoch where nothing settled has its predecessor's root
-            t = self.ledger.tree(e)
-            self.roots[e] = (t.root, self.ledger.count(e), len(t.accounts))
-            self.store.save_root(e, *self.roots[e])
-            event(log, "ledger.epoch_closed", epoch=e, root=t.root.hex(),
-                  accounts=len(t.accounts), elements=self.roots[e][1])
-        self.ledger.freeze(last)
-        return todo
+        self.ledger.freeze(last)  # first: from now on nothing settles in these epochs
+        snapshot = Ledger(self.params, dict(self.ledger.held), last)
+        fixed = await trio.to_thread.run_sync(self._fix_roots, snapshot, first, last)
+        for e, r in fixed:
+            self.roots[e] = r
+            event(log, "ledger.epoch_closed", epoch=e, root=r[0].hex(), accounts=r[2],
+                  elements=r[1])
+        return [e for e, _ in fixed]
+
+    def _fix_roots(self, ledger: Ledger, first: int, last: int
+                   ) -> list[tuple[int, tuple[bytes, int, int]]]:
+        settled = {e for e in ledger.settled_epochs() if first <= e <= last}
+        out = []
+        for e in sorted(settled | {last}):  # an epoch where nothing settled: the root before
+            t = ledger.tree(e)
+            r = (t.root, ledger.count(e), len(t.accounts))
+            self.store.save_root(e, *r)
+            out.append((e, r))
+        return out
 
     def roots_through(self, last: int) -> dict[int, bytes]:
         """The root of every closed epoch from the first one with a settled element."""
@@ -232,7 +298,7 @@ class LedgerService:
         with trio.move_on_after(self.catch_up_s):
             await self.caught_up.wait()
         while True:
-            await trio.to_thread.run_sync(self.close_due)
+            await self.close_due()
             await trio.sleep(CLOSE_TICK_S)
 
     # -- sync sessions (RCN-1 .. RCN-9) ---------------------------------------------------
@@ -240,9 +306,6 @@ class LedgerService:
     def _keys(self) -> list[bytes]:
         return sorted(i[len(CID_PREFIX):] for i in self.ledger.held)
 
-    def _raw(self, key: bytes) -> tuple[bytes, int] | None:
-        held = self.ledger.held.get(CID_PREFIX + key)
-        return (held[0].raw, held[1]) if held else None
 
     async def _take_items(self, ex: Exchange, n: int, via: str) -> int:
         """Read ``n`` items, store each; the number held durably afterwards."""
@@ -251,19 +314,19 @@ class LedgerService:
             item = transfer.decode_item(await ex.receive(FRAME_TIMEOUT_S))
             try:
                 el = await trio.to_thread.run_sync(self._open, item.element)
-            except WireError as e:
+                await self._keep_async(el, item.settle, via)
+            except WireError as e:  # RCN-8: dropped with its reason; the session goes on
                 self.reject(e.reason)
                 continue
-            await trio.to_thread.run_sync(self._keep, el, item.settle, via)
             kept += 1
         return kept
 
     async def _send_items(self, ex: Exchange, keys: list[bytes]) -> int:
+        ids = [CID_PREFIX + k for k in keys[:transfer.MAX_SESSION_ITEMS]]
         sent = 0
-        for key in keys[:transfer.MAX_SESSION_ITEMS]:
-            held = self._raw(key)
-            if held is not None:
-                await ex.send(transfer.encode_item(*held))
+        for i in range(0, len(ids), 64):  # the bytes come from the store, 64 at a time
+            for raw, settle in await trio.to_thread.run_sync(self.store.items, ids[i:i + 64]):
+                await ex.send(transfer.encode_item(raw, settle))
                 sent += 1
         return sent
 
@@ -274,7 +337,8 @@ class LedgerService:
             with trio.fail_after(SESSION_TIMEOUT_S):
                 m = reconcile.Responder(self._keys())
                 while not m.done:
-                    for out in m.receive(await ex.receive(FRAME_TIMEOUT_S)):
+                    data = await ex.receive(FRAME_TIMEOUT_S)
+                    for out in await trio.to_thread.run_sync(m.receive, data):
                         await ex.send(out)
                 if m.have is None:
                     result = "same"
@@ -303,7 +367,8 @@ class LedgerService:
                 m = reconcile.Initiator(self._keys())
                 await ex.send(m.start())
                 while not m.done:
-                    for out in m.receive(await ex.receive(FRAME_TIMEOUT_S)):
+                    data = await ex.receive(FRAME_TIMEOUT_S)
+                    for out in await trio.to_thread.run_sync(m.receive, data):
                         await ex.send(out)
                 self.metrics.sync_bytes.inc(m.sent_bytes + m.received_bytes)
                 if m.same:
@@ -334,18 +399,24 @@ class LedgerService:
         random peer every ``sync_interval_s``."""
         seen: dict[str, int] = {}
         last = self.clock()
+        slots = trio.CapacityLimiter(SESSIONS_OUT)
+
+        async def one(peer: str) -> None:
+            async with slots:
+                await self.sync_with(peer)
+
         async with trio.open_nursery() as nursery:
             while True:
                 peers = self.gossip.topic_peers(self.topic)
                 for p, token in peers.items():
                     if seen.get(p) != token:
                         seen[p] = token
-                        nursery.start_soon(self.sync_with, p)
+                        nursery.start_soon(one, p)
                 for p in set(seen) - set(peers):
                     del seen[p]
                 if peers and self.clock() - last >= self.sync_interval_s:
                     last = self.clock()
-                    nursery.start_soon(self.sync_with, self.rng.choice(sorted(peers)))
+                    nursery.start_soon(one, self.rng.choice(sorted(peers)))
                 await trio.sleep(SYNC_TICK_S)
 
     # -- the service ----------------------------------------------------------------------

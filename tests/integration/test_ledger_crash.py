@@ -22,7 +22,7 @@ from p2pnode.node import Node
 from p2pnode.testnet import launcher
 from tests.integration.helpers import HW, node_config, wait_for
 
-NET = "ledgercrash"
+NET = "testnet"  # the network of every in-process node of the suite (one per process)
 BATCH = 25
 PARAMS = Params(epoch_len_ms=60_000, grace_ms=15_000)  # the testnet launcher's default
 
