@@ -4,7 +4,8 @@ Each handler takes the input files and parameters of one vector and answers with
 :class:`Outcome`, using nothing but the public core API of ``p2pnode``. The generator runs the
 same handlers to check every case before it writes it, the runner calls them in-process, and
 ``python -m conformance.adapter`` serves them over the adapter protocol (README.md). The
-handlers of frames, jobs, matrices and blobs are in ``reference_jobs.py``.
+handlers of frames, jobs, matrices and blobs are in ``reference_jobs.py``, those of the
+proofs and the ledger in ``reference_proofs.py`` and ``reference_ledger.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from conformance import files, reference_jobs, reference_market, reference_proofs
+from conformance import (
+    files,
+    reference_jobs,
+    reference_ledger,
+    reference_market,
+    reference_proofs,
+)
 from conformance.jsonform import from_json, to_json
 from conformance.model import Outcome
 from p2pnode.caps.sync import AnswerReader
@@ -199,6 +206,7 @@ HANDLERS: dict[str, Handler] = {
     **reference_jobs.HANDLERS,
     **reference_market.HANDLERS,
     **reference_proofs.HANDLERS,
+    **reference_ledger.HANDLERS,
 }
 
 

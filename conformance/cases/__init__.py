@@ -16,6 +16,7 @@ from conformance.cases import (
     framing,
     identity,
     jobs,
+    ledger,
     market,
     proofs,
     tensors,
@@ -31,6 +32,7 @@ AREAS: dict[str, Mapping[str, Callable[[], Iterator[Case]]]] = {
     "tensors": tensors.HANDLERS,
     "blob": blob.HANDLERS,
     "proofs": proofs.HANDLERS,
+    "ledger": ledger.HANDLERS,
 }
 
 

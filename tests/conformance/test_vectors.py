@@ -77,7 +77,9 @@ def test_reference_passes_every_vector(vectors: list[runner.Vector]) -> None:
         "proofs/bisect",
         "proofs/receipt",
         "proofs/job_output", "proofs/attestation", "proofs/attest_table",
-        "proofs/challenge_size", "proofs/challenge_claim", "proofs/offer_order"}
+        "proofs/challenge_size", "proofs/challenge_claim", "proofs/offer_order",
+        "ledger/element", "ledger/settle", "ledger/balances", "ledger/root", "ledger/verify",
+        "ledger/symbols", "ledger/session", "ledger/sync_message"}
 
 
 def test_every_reason_code_is_exercised(vectors: list[runner.Vector]) -> None:
@@ -87,8 +89,10 @@ def test_every_reason_code_is_exercised(vectors: list[runner.Vector]) -> None:
         if v.handler == "jobs/requester":
             reasons |= {d["reason"] for d in v.outputs["decisions.json"]
                         if d.get("decision") == "refuse"}
-    # RATE_LIMITED is decided by the token bucket, whose vectors give booleans.
-    assert reasons == {r.value for r in Reason} - {Reason.RATE_LIMITED.value}
+    # RATE_LIMITED is decided by the token bucket, whose vectors give booleans; DUPLICATE by
+    # the ledger topic's validator, about what a node already holds (LGR-15, LGR-16).
+    assert reasons == {r.value for r in Reason} - {Reason.RATE_LIMITED.value,
+                                                   Reason.DUPLICATE.value}
 
 
 def test_runner_main_prints_the_summary(capsys: pytest.CaptureFixture[str]) -> None:
