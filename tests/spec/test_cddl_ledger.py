@@ -27,6 +27,7 @@ from p2pnode.wire import cbor
 from tests.spec.test_cddl import SCHEMAS
 from tests.spec.test_cddl_jobs import TEXT, map_keys
 
+
 @cache
 def schema(root: str) -> Any:
     text = "".join(f.read_text() + "\n" for f in sorted(SCHEMAS.glob("*.cddl")))
