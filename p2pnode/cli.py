@@ -181,6 +181,11 @@ def cmd_status(a: argparse.Namespace) -> int:
     if jobs:
         req = ", ".join(f"{k} {v}" for k, v in sorted(jobs["requested"].items())) or "none"
         print(f"jobs        requested: {req}; working on {jobs['working']}/{jobs['slots']}")
+    lg = st.get("ledger") or {}
+    if lg:
+        print(f"ledger      {lg['receipts']} credits, {lg['slashes']} slashes ({lg['late']} late);"
+              f" epoch {lg['epoch']} open, {lg['closed']} closed ({lg['epoch_len_s']:.0f} s"
+              f" epochs, {lg['grace_s']:.0f} s grace)")
     limits = st.get("limits") or {}
     if limits:
         b = limits["blobs"]

@@ -80,6 +80,8 @@ def node_status(node: Any) -> dict[str, Any]:
     limits["caps_table"] = {"held": len(node.table), "cap": node.table.max_entries}
     limits["signature_cache"] = {"held": len(node.signatures),
                                  "cap": node.signatures.max_entries}
+    if getattr(node, "ledger", None) is not None:
+        limits["ledger"] = {"held": len(node.ledger.ledger), "cap": node.ledger.max_elements}
     return {
         "peer_id": node.peer_id,
         "network": node.config.network,
@@ -96,6 +98,7 @@ def node_status(node: Any) -> dict[str, Any]:
         "fraud": node.fraud.summary() if getattr(node, "fraud", None) is not None else {},
         "receipts": node.store.receipt_count(),
         "disputes": node.market.requester.steps.disputes if node.market is not None else 0,
+        "ledger": (node.ledger.summary() if getattr(node, "ledger", None) is not None else {}),
         "challenge": (node.challenge.summary()
                       if getattr(node, "challenge", None) is not None else {}),
         "limits": limits,

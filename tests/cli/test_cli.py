@@ -179,7 +179,9 @@ def test_run_status_peers_caps_metrics_then_sigterm(
     assert limits["requester_jobs"] == {"held": 0, "cap": 10_000}
     assert set(limits) == {"blobs", "requester_jobs", "worker_finished", "worker_seen",
                            "connections", "bans", "dht_records", "dht_record_bytes",
-                           "dht_providers", "caps_table", "signature_cache"}
+                           "dht_providers", "caps_table", "signature_cache", "ledger"}
+    assert limits["ledger"] == {"held": 0, "cap": 2_000_000}
+    assert st["ledger"]["elements"] == 0 and st["ledger"]["epoch_len_s"] == 3600
     assert limits["connections"] == {"held": 0, "cap": 64}
     assert limits["dht_records"] == {"held": 0, "cap": 4096}
     assert limits["caps_table"]["cap"] == 10_000
