@@ -13,11 +13,11 @@ from libp2p.peer.id import ID
 
 from p2pnode.identity import public_key_from_peer_id
 from p2pnode.jobs.model import MAX_FRAME
-from p2pnode.net.limits import StreamLimiter
+from p2pnode.net.limits import StreamLimiter, framed_handler
 from p2pnode.net.streams import FramedStream
 from p2pnode.ports import TransportError
 from p2pnode.ratelimit import StreamLimits
-from p2pnode.wire.reasons import Reason, WireError
+from p2pnode.wire.reasons import Reason
 
 EXCHANGE_TIMEOUT_S = 10.0
 # XCH-12: inbound /job/1 streams of one peer open at once, of all peers, and the rate at
@@ -57,25 +57,11 @@ def make_job_handler(net: str, handle: Handler, on_reject: Callable[[Reason], No
     """
     gate = limiter if limiter is not None else StreamLimiter(JOB_STREAM_LIMITS)
 
-    async def exchange(stream: Any) -> None:
-        framed = FramedStream(stream, MAX_FRAME)
-        try:
-            remote = remote_public_key(stream)
-            await handle(framed, remote, await framed.receive(EXCHANGE_TIMEOUT_S))
-        except WireError as e:
-            on_reject(e.reason)
-        except trio.TooSlowError:
-            on_reject(Reason.TRUNCATED)
-        except Exception:  # a broken peer must never take the node down
-            on_reject(Reason.MALFORMED)
-        finally:
-            await framed.close()
+    async def run(framed: FramedStream, stream: Any) -> None:
+        remote = remote_public_key(stream)
+        await handle(framed, remote, await framed.receive(EXCHANGE_TIMEOUT_S))
 
-    async def handler(stream: Any) -> None:
-        if not await gate.serve(stream, exchange):
-            on_reject(Reason.RATE_LIMITED)
-
-    return handler
+    return framed_handler(gate, MAX_FRAME, run, on_reject)
 
 
 async def open_exchange(host: Any, peer_id: str, net: str) -> FramedStream:

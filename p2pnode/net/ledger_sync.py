@@ -13,11 +13,11 @@ from libp2p.custom_types import TProtocol
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
 
-from p2pnode.net.limits import StreamLimiter, stream_peer
+from p2pnode.net.limits import StreamLimiter, framed_handler, stream_peer
 from p2pnode.net.streams import FramedStream
 from p2pnode.ports import Exchange, TransportError
 from p2pnode.ratelimit import StreamLimits
-from p2pnode.wire.reasons import Reason, WireError
+from p2pnode.wire.reasons import Reason
 
 OPEN_TIMEOUT_S = 10.0
 # RCN-9: inbound sessions of one peer at once, of all peers, and how often one peer may
@@ -45,24 +45,10 @@ def make_sync_handler(handle: SyncHandler, max_frame: int,
     escapes into the host."""
     gate = limiter if limiter is not None else StreamLimiter(SYNC_LIMITS)
 
-    async def exchange(stream: Any) -> None:
-        framed = FramedStream(stream, max_frame)
-        try:
-            await handle(framed, stream_peer(stream))
-        except WireError as e:
-            on_reject(e.reason)
-        except trio.TooSlowError:
-            on_reject(Reason.TRUNCATED)
-        except Exception:  # a broken peer must never take the node down
-            on_reject(Reason.MALFORMED)
-        finally:
-            await framed.close()
+    async def run(framed: FramedStream, stream: Any) -> None:
+        await handle(framed, stream_peer(stream))
 
-    async def handler(stream: Any) -> None:
-        if not await gate.serve(stream, exchange):
-            on_reject(Reason.RATE_LIMITED)
-
-    return handler
+    return framed_handler(gate, max_frame, run, on_reject)
 
 
 async def open_sync(host: Any, peer_id: str, net: str, max_frame: int) -> FramedStream:

@@ -13,6 +13,7 @@ from typing import Any
 import trio
 
 from p2pnode.ratelimit import StreamAdmission, StreamLimits
+from p2pnode.wire.reasons import Reason
 
 # Resetting a refused stream never waits longer than this.
 RESET_TIMEOUT_S = 2.0
@@ -67,3 +68,34 @@ class StreamLimiter:
     def total(self) -> int:
         """Streams of all peers being served now."""
         return self.admission.total
+
+
+def framed_handler(gate: StreamLimiter, max_frame: int,
+                   run: Callable[[Any, Any], Awaitable[None]],
+                   on_reject: Callable[[Reason], None]) -> Any:
+    """A stream handler for ``host.set_stream_handler``: a stream over ``gate``'s limits is
+    reset unread and counted ``rate_limited``; otherwise ``run(framed, stream)`` gets it as
+    a :class:`p2pnode.net.streams.FramedStream` of ``max_frame``, and whatever ends it
+    badly is counted with its reason (a frame's, ``truncated`` for a timeout, ``malformed``
+    for anything else). The stream is closed after; no error escapes into the host."""
+    from p2pnode.net.streams import FramedStream
+    from p2pnode.wire.reasons import WireError
+
+    async def exchange(stream: Any) -> None:
+        framed = FramedStream(stream, max_frame)
+        try:
+            await run(framed, stream)
+        except WireError as e:
+            on_reject(e.reason)
+        except trio.TooSlowError:
+            on_reject(Reason.TRUNCATED)
+        except Exception:  # a broken peer must never take the node down
+            on_reject(Reason.MALFORMED)
+        finally:
+            await framed.close()
+
+    async def handler(stream: Any) -> None:
+        if not await gate.serve(stream, exchange):
+            on_reject(Reason.RATE_LIMITED)
+
+    return handler

@@ -347,12 +347,12 @@ class LedgerService:
                     await self._send_items(ex, m.wanted)
                     await ex.send(transfer.encode_ack(kept))
                     result = "merged"
-        except WireError as e:
+            self.caught_up.set()  # LGR-11: a completed session
+        except WireError as e:  # counted once, here; the stream is closed by the shell
             self.reject(e.reason)
-            raise
+            result = e.reason.value
         finally:
             self.metrics.sessions.labels(role="responder", result=result).inc()
-            self.caught_up.set()
 
     async def sync_with(self, peer: str) -> str:
         """Run one session as the initiator; its result ("same", "merged" or why not)."""

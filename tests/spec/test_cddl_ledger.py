@@ -12,10 +12,8 @@ an array, so a want's ids are the non-generic ``Hash32`` of jobs.cddl.)
 from __future__ import annotations
 
 import re
-from functools import cache
 from typing import Any
 
-import pycddl
 import pytest
 
 from conformance import runner
@@ -24,23 +22,8 @@ from conformance.cases.ledger import _slash_of, sync_keys
 from conformance.cases.proofs import _fraud_body
 from p2pnode.ledger import elements, reconcile, samples, transfer
 from p2pnode.wire import cbor
-from tests.spec.test_cddl import SCHEMAS
+from tests.spec.test_cddl import conforms
 from tests.spec.test_cddl_jobs import TEXT, map_keys
-
-
-@cache
-def schema(root: str) -> Any:
-    text = "".join(f.read_text() + "\n" for f in sorted(SCHEMAS.glob("*.cddl")))
-    return pycddl.Schema(f"root = {root}\n{text}")
-
-
-def conforms(root: str, data: bytes) -> bool:
-    try:
-        schema(root).validate_cbor(data)
-    except pycddl.ValidationError:
-        return False
-    return True
-
 
 MESSAGE_RULES = {
     "sync.hello": "SyncHello", "sync.same": "SyncSame", "sync.symbols": "SyncSymbols",
