@@ -149,12 +149,17 @@ def _bounded(v: Any, what: str, lo: int = 0, hi: int = MAX_SET) -> int:
     return n
 
 
+_LATER = frozenset({"sync.item", "sync.ack"})
+
+
 def decode_message(data: bytes) -> Message:
     """One sync message, every field checked that needs no session state."""
     v = cbor.decode(data, max_size=MAX_SYNC_MESSAGE)
     t = v.get("t") if isinstance(v, dict) else None
     if not isinstance(t, str):
         raise WireError(Reason.BAD_FIELD, "a sync message is a map with a text t")
+    if t in _LATER:  # RCN-8's messages: defined, but not during reconciliation
+        raise WireError(Reason.BAD_STATE, "%s before the reconciliation ended" % t)
     if t not in _KEYS:
         raise WireError(Reason.UNKNOWN_TYPE, "sync message %r" % t[:32])
     v = map_exact(v, _KEYS[t], t)
