@@ -15,6 +15,7 @@ from typing import Any
 
 from conformance import (
     files,
+    reference_chain,
     reference_jobs,
     reference_ledger,
     reference_market,
@@ -207,6 +208,7 @@ HANDLERS: dict[str, Handler] = {
     **reference_market.HANDLERS,
     **reference_proofs.HANDLERS,
     **reference_ledger.HANDLERS,
+    **reference_chain.HANDLERS,
 }
 
 

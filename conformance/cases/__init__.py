@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from conformance.cases import (
     blob,
     caps,
+    chain,
     encoding,
     envelope,
     framing,
@@ -33,6 +34,7 @@ AREAS: dict[str, Mapping[str, Callable[[], Iterator[Case]]]] = {
     "blob": blob.HANDLERS,
     "proofs": proofs.HANDLERS,
     "ledger": ledger.HANDLERS,
+    "chain": chain.HANDLERS,
 }
 
 

@@ -91,6 +91,40 @@ def may_anchor(epoch: int, sender: str, now_s: int, anchorers: Sequence[str],
     return False
 
 
+def anchor_refusal(epoch: int, root: bytes, *, held: bytes | None, newest: int | None,
+                   sender: str, now_s: int, anchorers: Sequence[str],
+                   schedule: Schedule) -> ChainReason | None:
+    """ANC-2, ANC-1: why an anchor of ``root`` for ``epoch`` is refused (None: it is not),
+    given the root ``held`` for that epoch and the ``newest`` anchored epoch, in this
+    order."""
+    if len(root) != 32 or root == bytes(32):
+        return ChainReason.ZERO_ROOT
+    if held is not None:
+        return ChainReason.ROOT_EXISTS
+    if newest is not None and epoch < newest:
+        return ChainReason.STALE_EPOCH
+    if not may_anchor(epoch, sender, now_s, anchorers, schedule):
+        return ChainReason.NOT_ANCHORER
+    return None
+
+
+def claim_refusal(account: bytes, cumulative: int, proof: Sequence[bytes], *,
+                  newest: bytes | None, claimed: int, bound: bool) -> ChainReason | None:
+    """CLM-1 .. CLM-3: why a claim is refused (None: it pays ``cumulative - claimed``),
+    against the ``newest`` anchored root, in this order."""
+    from p2pnode.ledger import merkle
+
+    if newest is None:
+        return ChainReason.NO_ROOT
+    if not merkle.verify(newest, account, cumulative, list(proof)):
+        return ChainReason.BAD_PROOF
+    if cumulative <= claimed:
+        return ChainReason.NOTHING_TO_CLAIM
+    if not bound:
+        return ChainReason.UNBOUND
+    return None
+
+
 def claimable(cumulative: int, claimed: int) -> int:
     """What a valid claim of ``cumulative`` pays; ChainError when it pays nothing."""
     if cumulative <= claimed:

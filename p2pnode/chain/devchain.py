@@ -29,11 +29,10 @@ from p2pnode.chain.base import (
     ChainReason,
     Claim,
     Schedule,
-    claimable,
-    may_anchor,
+    anchor_refusal,
+    claim_refusal,
 )
 from p2pnode.identity import Identity, verify
-from p2pnode.ledger import merkle
 from p2pnode.wire import cbor
 
 DOMAIN = b"p2pnode/devchain/v1"
@@ -147,15 +146,12 @@ class DevChain:
 
     def _check_anchor(self, epoch: int, root: bytes, sender: str, now: int,
                       anchorers: Sequence[str], schedule: Schedule) -> None:
-        if len(root) != 32 or root == ZERO:
-            raise ChainError(ChainReason.ZERO_ROOT)
-        if self.root_of(epoch) is not None:
-            raise ChainError(ChainReason.ROOT_EXISTS, f"epoch {epoch}")
         newest = self.latest()
-        if newest is not None and epoch < newest[0]:
-            raise ChainError(ChainReason.STALE_EPOCH, f"{epoch} < {newest[0]}")
-        if not may_anchor(epoch, sender, now, anchorers, schedule):
-            raise ChainError(ChainReason.NOT_ANCHORER, f"{sender[:16]} for epoch {epoch}")
+        why = anchor_refusal(epoch, root, held=self.root_of(epoch),
+                             newest=None if newest is None else newest[0], sender=sender,
+                             now_s=now, anchorers=anchorers, schedule=schedule)
+        if why is not None:
+            raise ChainError(why, f"epoch {epoch} by {sender[:16]}")
 
     def bind(self, account: bytes, payee: str) -> None:
         anchorers, _ = self.genesis()
@@ -168,15 +164,16 @@ class DevChain:
     def claim(self, account: bytes, cumulative: int, proof: Sequence[bytes]) -> Claim:
         with self._tx():
             newest = self.latest()
-            if newest is None:
-                raise ChainError(ChainReason.NO_ROOT)
-            epoch, root = newest
-            if not merkle.verify(root, account, cumulative, list(proof)):
-                raise ChainError(ChainReason.BAD_PROOF, f"against epoch {epoch}")
-            paid = claimable(cumulative, self.claimed(account))
             payee = self.payee_of(account)
-            if payee is None:
-                raise ChainError(ChainReason.UNBOUND, account.hex()[:16])
+            claimed = self.claimed(account)
+            why = claim_refusal(account, cumulative, proof,
+                                newest=None if newest is None else newest[1],
+                                claimed=claimed, bound=payee is not None)
+            if why is not None:
+                raise ChainError(why, account.hex()[:16])
+            assert newest is not None and payee is not None
+            epoch = newest[0]
+            paid = cumulative - claimed
             _, _, tx = self._append("claim", {"account": account, "cumulative": cumulative,
                                               "proof": list(proof)})
             self.db.execute("INSERT OR REPLACE INTO claimed VALUES(?,?)",

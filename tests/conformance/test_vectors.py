@@ -79,7 +79,8 @@ def test_reference_passes_every_vector(vectors: list[runner.Vector]) -> None:
         "proofs/job_output", "proofs/attestation", "proofs/attest_table",
         "proofs/challenge_size", "proofs/challenge_claim", "proofs/offer_order",
         "ledger/element", "ledger/settle", "ledger/balances", "ledger/root", "ledger/verify",
-        "ledger/symbols", "ledger/session", "ledger/sync_message"}
+        "ledger/symbols", "ledger/session", "ledger/sync_message",
+        "chain/anchor", "chain/claim", "chain/bind"}
 
 
 def test_every_reason_code_is_exercised(vectors: list[runner.Vector]) -> None:
