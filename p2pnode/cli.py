@@ -254,6 +254,7 @@ def cmd_testnet_up(a: argparse.Namespace) -> int:
         json_out=a.json, caps_interval=a.caps_interval,
         jobs=a.jobs, requesters=a.requesters, job_n=a.job_n, job_kind=a.job_kind,
         start_concurrency=a.start_concurrency, cheaters=a.cheaters, epoch_len=a.epoch_len,
+        chain=a.chain,
     )
     if not 2 <= a.epoch_len <= 7 * 86_400:
         print("error: --epoch-len must be in 2..604800 seconds", file=sys.stderr)
@@ -342,9 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("id", help="job id (hex) or a unique prefix")
     sp.add_argument("--output", help="write the job's output to this file")
 
+    from p2pnode.cli_ledger import add_chain_parser
     from p2pnode.cli_ledger import add_parser as add_ledger
 
     add_ledger(sub)
+    add_chain_parser(sub)
 
     bn = sub.add_parser("bench", help="benchmarks of this machine")
     bsub = bn.add_subparsers(dest="bench_command", metavar="SUBCOMMAND", required=True)
@@ -398,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--epoch-len", type=int, default=60, metavar="S",
                     help="seconds per ledger epoch (default 60; the grace period is a "
                     "quarter of it, at most 30 s): short runs close several epochs")
+    up.add_argument("--chain", choices=["none", "devchain"], default="none",
+                    help="anchor the epoch roots on a devchain all nodes share (every node an "
+                    "anchorer); at the end every node claims what it earned (spec 08, draft)")
     up.add_argument("--cheaters", type=int, default=0,
                     help="workers that return wrong matmul results, each rotating through "
                     "the ways of cheating (wrong row, wrong entry, wrong commitment, zeros): "

@@ -94,3 +94,60 @@ def add_parser(sub: Any) -> None:
     sp = ladd("verify-proof", "check a proof file (from `ledger proof --json`) offline",
               cmd_verify_proof, home=False)
     sp.add_argument("file", help="the proof's JSON file, or - for standard input")
+
+
+def cmd_chain_status(a: argparse.Namespace) -> int:
+    d = ask(a, "chain.status")
+    if a.json:
+        print_json(d)
+        return EXIT_OK
+    print(f"backend     {d['backend']} (as {d['sender'][:20]}...)")
+    print(f"anchored    epoch {d['latest_epoch']}, lag {d['lag']} epochs; "
+          f"{d['anchored_by_me']} anchored by this node")
+    print(f"claimed     {d['claimed']} micro-units")
+    if d["mismatches"]:
+        for e, m in d["mismatches"].items():
+            print(f"WARNING     epoch {e}: anchored root {m['anchored'][:16]}... differs from "
+                  f"ours {m['ours'][:16]}...")
+    return EXIT_OK
+
+
+def cmd_chain_anchors(a: argparse.Namespace) -> int:
+    rows = ask(a, "chain.anchors")
+    if a.json:
+        print_json(rows)
+        return EXIT_OK
+    for r in rows:
+        print(f"epoch {r['epoch']}  root {r['root']}  count {r['count']}  "
+              f"by {r['anchorer'][:16]}...")
+    if not rows:
+        print("no anchors yet")
+    return EXIT_OK
+
+
+def cmd_chain_claim(a: argparse.Namespace) -> int:
+    d = ask(a, "chain.claim")
+    if a.json:
+        print_json(d)
+    elif d["ok"]:
+        print(f"claimed {d['paid']} (cumulative {d['cumulative']}, epoch {d['epoch']}) "
+              f"for {d['payee']}")
+    else:
+        print(f"refused: {d['reason']} {d['detail']}".rstrip(), file=sys.stderr)
+    return EXIT_OK if d["ok"] else EXIT_ERROR
+
+
+def add_chain_parser(sub: Any) -> None:
+    ch = sub.add_parser("chain", help="anchored epoch roots and claims (spec 08, draft)",
+                        description="The chain the running node anchors its ledger's epoch "
+                        "roots on ([chain] backend), and claims against the newest root.")
+    csub = ch.add_subparsers(dest="chain_command", metavar="SUBCOMMAND", required=True)
+    for name, help_, func in (
+            ("status", "backend, newest anchored epoch, lag, root mismatches", cmd_chain_status),
+            ("anchors", "every anchored epoch with its root", cmd_chain_anchors),
+            ("claim", "claim what this node earned, by proof against the newest root",
+             cmd_chain_claim)):
+        sp = csub.add_parser(name, help=help_, description=help_)
+        sp.add_argument("--home", help="node home directory")
+        sp.add_argument("--json", action="store_true", help="print JSON instead of text")
+        sp.set_defaults(func=func)

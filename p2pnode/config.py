@@ -58,6 +58,9 @@ class Config:
     ledger_epoch_len_s: int = 3600
     ledger_grace_s: int = 30
     ledger_sync_interval_s: float = 10.0
+    chain_backend: str = "none"
+    chain_devchain_path: str = ""
+    chain_fallback_s: int = 60
     blobs_quota_bytes: int = 4 << 30
     blobs_retention_s: int = 86_400
     api_listen: str = "127.0.0.1:0"
@@ -109,6 +112,9 @@ _KEYS: dict[tuple[str, str], str] = {
     ("ledger", "epoch_len_s"): "ledger_epoch_len_s",
     ("ledger", "grace_s"): "ledger_grace_s",
     ("ledger", "sync_interval_s"): "ledger_sync_interval_s",
+    ("chain", "backend"): "chain_backend",
+    ("chain", "devchain_path"): "chain_devchain_path",
+    ("chain", "fallback_s"): "chain_fallback_s",
     ("blobs", "quota_bytes"): "blobs_quota_bytes",
     ("blobs", "retention_s"): "blobs_retention_s",
     ("api", "listen"): "api_listen",
@@ -213,6 +219,15 @@ grace_s = {t(v["ledger_grace_s"])}
 # peer that appears.
 sync_interval_s = {t(v["ledger_sync_interval_s"])}
 
+[chain]
+# Where epoch roots are anchored (spec 08, draft): "none", or "devchain", an embedded chain
+# in one SQLite file for networks on one machine (devchain_path; empty: chain.db in the
+# node home, made with this node as its only anchorer). fallback_s: how long each
+# fallback anchorer waits after the one before it.
+backend = {t(v["chain_backend"])}
+devchain_path = {t(v["chain_devchain_path"])}
+fallback_s = {t(v["chain_fallback_s"])}
+
 [blobs]
 # The blob store (inputs and outputs of jobs) holds at most quota_bytes. Blobs an open job
 # needs are kept; others go retention_s after their last use, and least recently used
@@ -309,6 +324,10 @@ def load_config(path: Path) -> Config:
             not 0 <= cfg.ledger_grace_s < cfg.ledger_epoch_len_s:
         raise ConfigError(f"{path}: [ledger] epoch_len_s must be in 1..604800 and grace_s in "
                           "0..epoch_len_s-1")
+    if cfg.chain_backend not in ("none", "devchain"):
+        raise ConfigError(f"{path}: [chain] backend must be none or devchain")
+    if cfg.chain_fallback_s < 1:
+        raise ConfigError(f"{path}: [chain] fallback_s must be at least 1")
     if cfg.ledger_sync_interval_s <= 0:
         raise ConfigError(f"{path}: [ledger] sync_interval_s must be positive")
     if cfg.blobs_quota_bytes < cfg.jobs_max_blob_bytes:

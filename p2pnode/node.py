@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from p2pnode.blobs.store import BlobStore
     from p2pnode.net.host import NetStack
     from p2pnode.net.kad import KadMetrics, KadSettings
+    from p2pnode.services.anchoring import AnchorService
     from p2pnode.services.caps import CapsService
     from p2pnode.services.challenge import ChallengeService
     from p2pnode.services.fraud import FraudService
@@ -71,6 +72,7 @@ class Node:
         self.fraud: FraudService | None = None  # once running
         self.challenge: ChallengeService | None = None  # once running
         self.ledger: LedgerService | None = None  # once running
+        self.anchoring: AnchorService | None = None  # once running, with a chain
         self.blobs: BlobStore | None = None
         # One record of checked signatures for every channel (spec 01 ENV-12).
         self.signatures = SignatureCache()
@@ -123,9 +125,9 @@ class Node:
     @property
     def extra_api_handlers(self) -> dict[str, Any]:
         from p2pnode.api.jobs import job_handlers
-        from p2pnode.api.ledger import ledger_handlers
+        from p2pnode.api.ledger import chain_handlers, ledger_handlers
 
-        return {**job_handlers(self), **ledger_handlers(self)}
+        return {**job_handlers(self), **ledger_handlers(self), **chain_handlers(self)}
 
     def _table_changed(self) -> None:
         if self.market is not None:
@@ -177,6 +179,9 @@ class Node:
                     self.ledger = self._build_ledger(st, self.market, self.fraud)
                     await nursery.start(self.ledger.run)
                     await self.ledger.add_own(self._own_credits(self.market))
+                    if self.config.chain_backend != "none":
+                        self.anchoring = self._build_anchoring(self.ledger)
+                        await nursery.start(self.anchoring.run)
                     # The admin API comes up last: once it answers (the launcher and the
                     # CLI wait for it), every other part, the metrics endpoint included,
                     # is up and its status complete.
@@ -274,6 +279,22 @@ class Node:
         market.requester.on_receipt = ledger.add_credit
         fraud.on_proof = ledger.queue_fraud
         return ledger
+
+    def _build_anchoring(self, ledger: LedgerService) -> AnchorService:
+        """Anchoring on the configured chain (spec 08, draft)."""
+        from p2pnode.chain.base import Schedule
+        from p2pnode.chain.devchain import DevChain
+        from p2pnode.services.anchoring import AnchorMetrics, AnchorService
+
+        cfg = self.config
+        path = Path(cfg.chain_devchain_path) if cfg.chain_devchain_path else \
+            self.home / "chain.db"
+        schedule = Schedule(cfg.ledger_epoch_len_s, cfg.ledger_grace_s, cfg.chain_fallback_s)
+        me = self.identity.public_key
+        chain = DevChain.create(path, self.identity, [me.hex()], schedule)
+        return AnchorService(chain=chain, ledger=ledger, account=me, payee=me.hex(),
+                             metrics=AnchorMetrics(self.metrics.registry),
+                             wall_s=self.clock)
 
     def _own_credits(self, market: JobsService) -> list[tuple[bytes, bytes]]:
         """Our receipts of accepted leases, with their jobs (for the ledger at start)."""

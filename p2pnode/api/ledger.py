@@ -127,3 +127,33 @@ def ledger_handlers(node: Any) -> dict[str, Any]:
 
     return {"ledger.summary": summary, "ledger.balance": balance_, "ledger.root": root_,
             "ledger.proof": proof_}
+
+
+def chain_handlers(node: Any) -> dict[str, Any]:
+    """``chain.status``, ``chain.anchors`` and ``chain.claim`` (spec 08, draft)."""
+    import trio
+
+    def svc() -> Any:
+        if node.anchoring is None:
+            raise LedgerArgsError("no chain is configured ([chain] backend)")
+        return node.anchoring
+
+    async def status(args: dict[str, Any]) -> Any:
+        return svc().status()
+
+    async def anchors(args: dict[str, Any]) -> Any:
+        rows = await trio.to_thread.run_sync(svc().chain.anchors)
+        return [{"epoch": a.epoch, "root": a.root.hex(), "count": a.count,
+                 "anchorer": a.anchorer, "at": a.at, "tx": a.tx} for a in rows]
+
+    async def claim(args: dict[str, Any]) -> Any:
+        from p2pnode.chain.base import ChainError
+
+        try:
+            c = await svc().claim()
+        except ChainError as e:
+            return {"ok": False, "reason": e.reason.value, "detail": e.detail}
+        return {"ok": True, "account": c.account.hex(), "payee": c.payee,
+                "cumulative": c.cumulative, "paid": c.paid, "epoch": c.epoch, "tx": c.tx}
+
+    return {"chain.status": status, "chain.anchors": anchors, "chain.claim": claim}

@@ -16,12 +16,14 @@ is no consensus, only a file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from p2pnode.chain.base import (
     Anchor,
@@ -50,6 +52,18 @@ CREATE TABLE IF NOT EXISTS paid (payee TEXT PRIMARY KEY, amount TEXT NOT NULL);
 """
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _locked(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(self: DevChain, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return fn(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def block_hash(block: dict[str, Any]) -> bytes:
     return hashlib.sha256(DOMAIN + cbor.encode(block)).digest()
 
@@ -65,7 +79,10 @@ class DevChain:
         self.identity = identity
         self.sender = identity.public_key.hex()
         self.clock = clock
-        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
+        # One connection, used from the event loop's worker threads one at a time.
+        self._lock = threading.RLock()
+        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30.0,
+                                  check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
@@ -87,6 +104,7 @@ class DevChain:
                 chain._append("genesis", body)
         return chain
 
+    @_locked
     def genesis(self) -> tuple[list[str], Schedule]:
         row = self.db.execute("SELECT block FROM blocks WHERE height = 0").fetchone()
         if row is None:
@@ -98,14 +116,18 @@ class DevChain:
     # -- the log --------------------------------------------------------------------------
 
     def _tx(self) -> Any:
-        db = self.db
+        db, lock = self.db, self._lock
 
         class _Tx:
             def __enter__(self) -> None:
+                lock.acquire()
                 db.execute("BEGIN IMMEDIATE")
 
             def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-                db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+                try:
+                    db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+                finally:
+                    lock.release()
 
         return _Tx()
 
@@ -184,15 +206,18 @@ class DevChain:
 
     # -- views ----------------------------------------------------------------------------
 
+    @_locked
     def root_of(self, epoch: int) -> bytes | None:
         row = self.db.execute("SELECT root FROM anchors WHERE epoch = ?", (epoch,)).fetchone()
         return bytes(row[0]) if row else None
 
+    @_locked
     def latest(self) -> tuple[int, bytes] | None:
         row = self.db.execute("SELECT epoch, root FROM anchors ORDER BY epoch DESC "
                               "LIMIT 1").fetchone()
         return (int(row[0]), bytes(row[1])) if row else None
 
+    @_locked
     def anchors(self, since: int = 0) -> list[Anchor]:
         rows = self.db.execute("SELECT a.epoch, a.root, a.count, a.anchorer, a.at, b.hash "
                                "FROM anchors a JOIN blocks b ON b.height = a.height "
@@ -200,24 +225,29 @@ class DevChain:
         return [Anchor(int(e), bytes(r), int(c), str(a), int(t), bytes(h).hex())
                 for e, r, c, a, t, h in rows]
 
+    @_locked
     def claimed(self, account: bytes) -> int:
         row = self.db.execute("SELECT amount FROM claimed WHERE account = ?",
                               (account,)).fetchone()
         return int(row[0]) if row else 0
 
+    @_locked
     def payee_of(self, account: bytes) -> str | None:
         row = self.db.execute("SELECT payee FROM payees WHERE account = ?",
                               (account,)).fetchone()
         return str(row[0]) if row else None
 
+    @_locked
     def paid_to(self, payee: str) -> int:
         row = self.db.execute("SELECT amount FROM paid WHERE payee = ?", (payee,)).fetchone()
         return int(row[0]) if row else 0
 
+    @_locked
     def height(self) -> int:
         tip = self._tip()
         return -1 if tip is None else tip[0]
 
+    @_locked
     def verify(self) -> int:
         """Replay the log: every block links to the one before, hashes to its hash and is
         signed by its sender; the blocks checked. Raises ChainError(BAD_PROOF) otherwise."""
@@ -232,5 +262,6 @@ class DevChain:
             prev, n = bytes(h), n + 1
         return n
 
+    @_locked
     def close(self) -> None:
         self.db.close()

@@ -31,6 +31,7 @@ from p2pnode.config import (
     render_template,
 )
 from p2pnode.identity import Identity, save_identity
+from p2pnode.testnet.chainwatch import CHAIN_FILE, ChainWatch, fallback_for, make_devchain
 from p2pnode.testnet.jobs import JobDriver
 from p2pnode.testnet.ledger import LedgerWatch, grace_for
 from p2pnode.testnet.lifeline import set_parent_death_signal
@@ -146,7 +147,10 @@ def _prepare(opts: TestnetOptions, root: Path, i: int, ports: NodePorts) -> Node
                  caps_ttl_s=max(60, int(opts.interval_s * 6)),
                  ledger_epoch_len_s=opts.epoch_len,
                  ledger_grace_s=grace_for(opts.epoch_len),
-                 ledger_sync_interval_s=5.0)
+                 ledger_sync_interval_s=5.0,
+                 chain_backend=opts.chain,
+                 chain_devchain_path=str(root / CHAIN_FILE) if opts.chain == "devchain" else "",
+                 chain_fallback_s=fallback_for(opts.epoch_len))
     (home / CONFIG_FILE).write_text(render_template(cfg))
     return NodeProc(index=i, home=home, peer_id=identity.peer_id, ports=ports)
 
@@ -342,6 +346,7 @@ def run_testnet(opts: TestnetOptions) -> int:
     nodes: list[NodeProc] = []
     jobs: JobDriver | None = None
     ledger_watch: LedgerWatch | None = None
+    chain_watch: ChainWatch | None = None
     # The nodes hold the read end; we hold the write end until we exit, however we exit.
     lifeline_r, lifeline_w = os.pipe()
     stopping = False
@@ -355,6 +360,12 @@ def run_testnet(opts: TestnetOptions) -> int:
     try:
         nodes = prepare_nodes(opts, root)
         jobs = JobDriver(opts, nodes) if opts.jobs > 0 else None
+        if opts.chain == "devchain":
+            from p2pnode.chain.base import Schedule
+
+            grace = grace_for(opts.epoch_len)
+            chain_watch = ChainWatch(make_devchain(root, nodes, Schedule(
+                opts.epoch_len, grace, fallback_for(opts.epoch_len))), nodes)
         _say(opts, f"starting {opts.n} nodes in {root}")
         boot = start_network(nodes, lifeline_r, opts.start_concurrency)
         up_at = time.monotonic()
@@ -381,6 +392,8 @@ def run_testnet(opts: TestnetOptions) -> int:
             if jobs is not None and jobs.done:
                 ledger.poll()
                 ledger_ok = ledger.report(_receipts(nodes))["converged"]
+                if ledger_ok and chain_watch is not None:
+                    ledger_ok = chain_watch.ready(ledger.summaries)
             now_converged = caps_ok and (jobs is None or jobs.done) and ledger_ok
             if now_converged and converge_s is None:
                 converge_s = time.monotonic() - up_at
@@ -417,6 +430,8 @@ def run_testnet(opts: TestnetOptions) -> int:
         for n in nodes:  # the last word on each node's counters, before it stops
             _poll(n)
         if jobs is not None and nodes:
+            if chain_watch is not None:  # every node claims what it earned, then reports
+                chain_watch.claim_all()
             ledger_watch = LedgerWatch(nodes)
             ledger_watch.poll(force=True)
         stop_nodes(nodes)
@@ -429,6 +444,8 @@ def run_testnet(opts: TestnetOptions) -> int:
                        opts.start_concurrency or default_start_concurrency(), jobs, start_s)
     if jobs is not None and ledger_watch is not None:
         rep["ledger"] = ledger_watch.report(_receipts(nodes))
+        if chain_watch is not None:
+            rep["chain"] = chain_watch.report(ledger_watch.summaries)
     if opts.json_out:
         print(json.dumps(rep))
     else:

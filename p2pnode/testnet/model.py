@@ -40,6 +40,8 @@ class TestnetOptions:
     start_concurrency: int = 0
     """Nodes starting at once (0: ``default_start_concurrency()``)."""
     epoch_len: int = 60
+    chain: str = "none"
+    """Where the nodes anchor their roots: "none" or "devchain" (one file for all)."""
     """Seconds per ledger epoch (spec 07), the grace period a quarter of it (at most 30)."""
 
     @property

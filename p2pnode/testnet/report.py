@@ -98,6 +98,10 @@ def print_report(rep: dict[str, Any]) -> None:
               f"{lg['receipts']} receipts ({lg['late_receipts']} late), "
               f"{lg['epochs_closed']} epochs closed, roots "
               f"{'agree' if lg['roots_agree'] else 'DIFFER'}")
+    if "chain" in rep:
+        c = rep["chain"]
+        print(f"chain: {c['backend']}, {len(c['anchored_epochs'])} epochs anchored, roots "
+              f"{'match' if c['roots_match'] else 'DIFFER'}, {c['claims_ok']} claims paid")
     print(f"{'#':>2}  {'PEER':<52}  {'START':>6}  {'PEERS':>5}  {'CAPS':>4}  NOTE")
     for n in rep["nodes"]:
         note = n.get("error", "")

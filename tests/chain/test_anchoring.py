@@ -1,0 +1,89 @@
+"""The anchoring service against a devchain (spec 08, draft): a node anchors its newest
+closed root when the rotation lets it, checks anchored roots against its own (a mismatch
+is loud and counted), and claims what it earned with one proof."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import trio
+from prometheus_client import CollectorRegistry
+
+from p2pnode.chain.base import Schedule
+from p2pnode.chain.devchain import DevChain
+from p2pnode.identity import Identity
+from p2pnode.ledger import samples
+from p2pnode.ledger.elements import open_element
+from p2pnode.ledger.state import Params
+from p2pnode.ledger.store import LedgerStore
+from p2pnode.services.anchoring import AnchorMetrics, AnchorService
+from p2pnode.services.ledger import LedgerMetrics, LedgerService
+from tests.adversarial.test_ledger_bounds import _Gossip, _Sync
+
+NET = "anchoring"
+L_S, G_S, F_S = 20, 5, 10
+
+
+class _Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _ledger(tmp: Path, clock: _Clock, name: str) -> LedgerService:
+    params = Params(epoch_len_ms=L_S * 1000, grace_ms=G_S * 1000)
+    return LedgerService(net=NET, params=params,
+                         store=LedgerStore(tmp / f"{name}.db", params), gossip=_Gossip(),
+                         topic="t", sync=_Sync(),  # type: ignore[arg-type]
+                         wall_ms=lambda: int(clock() * 1000), clock=clock,
+                         rng=random.Random(1), metrics=LedgerMetrics(CollectorRegistry()),
+                         reject=lambda r: None)
+
+
+async def test_anchor_check_and_claim(tmp_path: Path) -> None:
+    t0 = 1_700_000_000 // L_S * L_S  # the start of an epoch, s
+    clock = _Clock(t0 + 1)
+    worker = Identity(b"\x07" * 32)
+    other = Identity(b"\x08" * 32)
+    schedule = Schedule(L_S, G_S, F_S)
+    path = tmp_path / "chain.db"
+    e = t0 // L_S
+    # The worker is the designated anchorer of epoch e: it is first in the rotation from e.
+    order = [worker, other] if e % 2 == 0 else [other, worker]
+    DevChain.create(path, worker, [i.public_key.hex() for i in order], schedule,
+                    clock=clock).close()
+    ledger = _ledger(tmp_path, clock, "w")
+    req = samples.identity("anchoring requester")
+    for i in range(3):  # three credits of 40 to the worker in epoch e
+        data = samples.credit(req, NET, worker.public_key, 40, (t0 + 1) * 1000 + i, i)
+        ledger._keep(open_element(data, net=NET, now_ms=(t0 + 2) * 1000), None, "own")
+    svc = AnchorService(chain=DevChain(path, worker, clock=clock), ledger=ledger,
+                        account=worker.public_key, payee="worker-payee",
+                        metrics=AnchorMetrics(CollectorRegistry()), wall_s=clock)
+    clock.t = schedule.closes_at(e)
+    assert await ledger.close_due() and ledger.ledger.frozen == e
+    await trio.to_thread.run_sync(svc.step, ledger.ledger.frozen, dict(ledger.roots))
+    assert svc.anchored_by_me == [e] and svc.latest is not None
+    root = ledger.root(e)
+    assert root is not None and svc.chain.root_of(e) == root[0]
+    assert svc.checked == e and svc.mismatches == {}
+    c = await svc.claim()
+    assert (c.paid, c.cumulative, c.payee) == (120, 120, "worker-payee")
+    # Another node whose ledger lacks one credit sees the anchored root differ from its own.
+    clock2 = _Clock(t0 + 1)
+    theirs = _ledger(tmp_path, clock2, "o")
+    data = samples.credit(req, NET, worker.public_key, 40, (t0 + 1) * 1000, 0)
+    theirs._keep(open_element(data, net=NET, now_ms=(t0 + 2) * 1000), None, "own")
+    clock2.t = clock.t
+    await theirs.close_due()
+    flagged: list[int] = []
+    watcher = AnchorService(chain=DevChain(path, other, clock=clock), ledger=theirs,
+                            account=other.public_key, payee="other",
+                            metrics=AnchorMetrics(CollectorRegistry()), wall_s=clock2,
+                            on_mismatch=flagged.append)
+    await trio.to_thread.run_sync(watcher.step, theirs.ledger.frozen, dict(theirs.roots))
+    assert flagged == [e] and str(e) in watcher.status()["mismatches"]
+    assert watcher.anchored_by_me == []  # epoch e has its root: no second one
