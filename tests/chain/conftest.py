@@ -11,7 +11,7 @@ import pytest
 from tests.chain.dev_world import DevWorld
 
 
-@pytest.fixture(params=["devchain"])
+@pytest.fixture(params=["devchain", "evm"])
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "devchain":
         w = DevWorld(tmp_path)
