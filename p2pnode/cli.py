@@ -244,6 +244,12 @@ def cmd_bench_ledger(a: argparse.Namespace) -> int:
     return main_args(a)
 
 
+def cmd_bench_chain(a: argparse.Namespace) -> int:
+    from p2pnode.chain.bench import main_args
+
+    return main_args(a)
+
+
 def cmd_testnet_up(a: argparse.Namespace) -> int:
     from p2pnode.testnet.launcher import run_testnet
     from p2pnode.testnet.model import TestnetOptions
@@ -371,6 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--diff", type=int, default=1_000, help="differences (even)")
     bl.add_argument("--accounts", type=int, default=1_000_000, help="accounts of the root")
     bl.set_defaults(func=cmd_bench_ledger)
+    bc = bsub.add_parser(
+        "chain", help="gas of anchors and claims on a real EVM; devchain anchors per second",
+        description="Deploys the RewardAnchor contract on py-evm in this process and measures "
+        "the gas of an anchor and of claims with Merkle proofs of trees of 2^10, 2^17 and 2^20 "
+        "accounts; then anchors per second on a fresh devchain file (spec 08).")
+    bc.add_argument("--json", action="store_true", help="print JSON instead of text")
+    bc.add_argument("--depths", help="tree sizes as powers of two, comma-separated "
+                    "(default 10,17,20)")
+    bc.set_defaults(func=cmd_bench_chain)
 
     tn = sub.add_parser("testnet", help="local multi-node networks on 127.0.0.1")
     tsub = tn.add_subparsers(dest="testnet_command", metavar="SUBCOMMAND", required=True)
