@@ -416,9 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--epoch-len", type=int, default=60, metavar="S",
                     help="seconds per ledger epoch (default 60; the grace period is a "
                     "quarter of it, at most 30 s): short runs close several epochs")
-    up.add_argument("--chain", choices=["none", "devchain"], default="none",
-                    help="anchor the epoch roots on a devchain all nodes share (every node an "
-                    "anchorer); at the end every node claims what it earned (spec 08, draft)")
+    up.add_argument("--chain", choices=["none", "devchain", "evm"], default="none",
+                    help="anchor the epoch roots on a devchain all nodes share, or on the "
+                    "contract on a local anvil JSON-RPC node the launcher starts (every node "
+                    "an anchorer, up to 8); at the end every node claims what it earned "
+                    "(spec 08, draft)")
     up.add_argument("--cheaters", type=int, default=0,
                     help="workers that return wrong matmul results, each rotating through "
                     "the ways of cheating (wrong row, wrong entry, wrong commitment, zeros): "

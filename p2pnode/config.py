@@ -61,6 +61,8 @@ class Config:
     chain_backend: str = "none"
     chain_devchain_path: str = ""
     chain_fallback_s: int = 60
+    chain_rpc_url: str = ""
+    chain_contract: str = ""
     blobs_quota_bytes: int = 4 << 30
     blobs_retention_s: int = 86_400
     api_listen: str = "127.0.0.1:0"
@@ -115,6 +117,8 @@ _KEYS: dict[tuple[str, str], str] = {
     ("chain", "backend"): "chain_backend",
     ("chain", "devchain_path"): "chain_devchain_path",
     ("chain", "fallback_s"): "chain_fallback_s",
+    ("chain", "rpc_url"): "chain_rpc_url",
+    ("chain", "contract"): "chain_contract",
     ("blobs", "quota_bytes"): "blobs_quota_bytes",
     ("blobs", "retention_s"): "blobs_retention_s",
     ("api", "listen"): "api_listen",
@@ -220,13 +224,17 @@ grace_s = {t(v["ledger_grace_s"])}
 sync_interval_s = {t(v["ledger_sync_interval_s"])}
 
 [chain]
-# Where epoch roots are anchored (spec 08, draft): "none", or "devchain", an embedded chain
+# Where epoch roots are anchored (spec 08, draft): "none"; "devchain", an embedded chain
 # in one SQLite file for networks on one machine (devchain_path; empty: chain.db in the
-# node home, made with this node as its only anchorer). fallback_s: how long each
-# fallback anchorer waits after the one before it.
+# node home, made with this node as its only anchorer); or "evm", the RewardAnchor contract
+# at contract on the JSON-RPC node at rpc_url, sent from the node's payout key (payout.key
+# in the node home, made on first use; it pays the gas). fallback_s: how long each
+# fallback anchorer waits after the one before it (devchain; the contract has its own).
 backend = {t(v["chain_backend"])}
 devchain_path = {t(v["chain_devchain_path"])}
 fallback_s = {t(v["chain_fallback_s"])}
+rpc_url = {t(v["chain_rpc_url"])}
+contract = {t(v["chain_contract"])}
 
 [blobs]
 # The blob store (inputs and outputs of jobs) holds at most quota_bytes. Blobs an open job
@@ -324,8 +332,10 @@ def load_config(path: Path) -> Config:
             not 0 <= cfg.ledger_grace_s < cfg.ledger_epoch_len_s:
         raise ConfigError(f"{path}: [ledger] epoch_len_s must be in 1..604800 and grace_s in "
                           "0..epoch_len_s-1")
-    if cfg.chain_backend not in ("none", "devchain"):
-        raise ConfigError(f"{path}: [chain] backend must be none or devchain")
+    if cfg.chain_backend not in ("none", "devchain", "evm"):
+        raise ConfigError(f"{path}: [chain] backend must be none, devchain or evm")
+    if cfg.chain_backend == "evm" and not (cfg.chain_rpc_url and cfg.chain_contract):
+        raise ConfigError(f"{path}: [chain] backend evm needs rpc_url and contract")
     if cfg.chain_fallback_s < 1:
         raise ConfigError(f"{path}: [chain] fallback_s must be at least 1")
     if cfg.ledger_sync_interval_s <= 0:

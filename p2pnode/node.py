@@ -287,14 +287,26 @@ class Node:
         from p2pnode.services.anchoring import AnchorMetrics, AnchorService
 
         cfg = self.config
+        me = self.identity.public_key
+        metrics = AnchorMetrics(self.metrics.registry)
+        if cfg.chain_backend == "evm":
+            from eth_account import Account
+            from web3 import Web3
+
+            from p2pnode.chain.binding import payout_key
+            from p2pnode.chain.evm import EvmChain
+
+            sender = Account.from_key(payout_key(self.home))
+            evm = EvmChain(Web3(Web3.HTTPProvider(cfg.chain_rpc_url)), cfg.chain_contract,
+                           sender)
+            return AnchorService(chain=evm, ledger=ledger, account=me, payee=evm.sender,
+                                 metrics=metrics, wall_s=self.clock)
         path = Path(cfg.chain_devchain_path) if cfg.chain_devchain_path else \
             self.home / "chain.db"
         schedule = Schedule(cfg.ledger_epoch_len_s, cfg.ledger_grace_s, cfg.chain_fallback_s)
-        me = self.identity.public_key
         chain = DevChain.create(path, self.identity, [me.hex()], schedule)
         return AnchorService(chain=chain, ledger=ledger, account=me, payee=me.hex(),
-                             metrics=AnchorMetrics(self.metrics.registry),
-                             wall_s=self.clock)
+                             metrics=metrics, wall_s=self.clock)
 
     def _own_credits(self, market: JobsService) -> list[tuple[bytes, bytes]]:
         """Our receipts of accepted leases, with their jobs (for the ledger at start)."""

@@ -15,3 +15,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
+# anvil, a real JSON-RPC Ethereum node for the chain tests (npm's native binary), if npm is here.
+if command -v npm >/dev/null 2>&1; then
+  [ -x .anvil/node_modules/.bin/anvil ] || npm install --prefix .anvil --no-audit --no-fund --silent @foundry-rs/anvil@1.7.1 >/dev/null
+fi

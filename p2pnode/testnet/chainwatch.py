@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from p2pnode.chain.base import Schedule
+from p2pnode.chain.base import Chain, Schedule
 from p2pnode.chain.devchain import DevChain
 from p2pnode.identity import load_identity
 from p2pnode.testnet.model import NodeProc
@@ -31,12 +31,16 @@ def make_devchain(root: Path, nodes: list[NodeProc], schedule: Schedule) -> Path
 
 
 class ChainWatch:
-    def __init__(self, path: Path, nodes: list[NodeProc]) -> None:
+    def __init__(self, chain: Chain, nodes: list[NodeProc]) -> None:
+        self.nodes = nodes
+        self.chain = chain
+        self.claims: dict[int, dict[str, Any]] = {}
+
+    @classmethod
+    def devchain(cls, path: Path, nodes: list[NodeProc]) -> ChainWatch:
         from p2pnode.config import KEY_FILE
 
-        self.nodes = nodes
-        self.chain = DevChain(path, load_identity(nodes[0].home / KEY_FILE))
-        self.claims: dict[int, dict[str, Any]] = {}
+        return cls(DevChain(path, load_identity(nodes[0].home / KEY_FILE)), nodes)
 
     def anchored(self) -> list[int]:
         return [a.epoch for a in self.chain.anchors()]
@@ -65,9 +69,44 @@ class ChainWatch:
                 ours = roots.get(str(a.epoch))
                 if ours is not None and ours != a.root.hex():
                     matches = False
-        return {"backend": "devchain", "anchored_epochs": [a.epoch for a in anchors],
-                "roots_match": bool(anchors) and matches,
-                "claims_ok": sum(1 for c in self.claims.values() if c.get("ok")),
-                "claims_refused": sorted({c.get("reason", "") for c in self.claims.values()
-                                          if not c.get("ok")}),
-                "blocks": self.chain.height() + 1, "verified": self.chain.verify()}
+        out: dict[str, Any] = {
+            "backend": self.chain.name, "anchored_epochs": [a.epoch for a in anchors],
+            "roots_match": bool(anchors) and matches,
+            "claims_ok": sum(1 for c in self.claims.values() if c.get("ok")),
+            "claims_refused": sorted({c.get("reason", "") for c in self.claims.values()
+                                      if not c.get("ok")}),
+            "paid": sum(int(c.get("paid", 0)) for c in self.claims.values() if c.get("ok"))}
+        if isinstance(self.chain, DevChain):
+            out.update(blocks=self.chain.height() + 1, verified=self.chain.verify())
+        return out
+
+
+class EvmNetwork:
+    """A local JSON-RPC node (anvil) with the contract deployed for a testnet: every node's
+    payout address an anchorer (the first 8) and funded for gas; stopped by ``close``."""
+
+    def __init__(self, nodes: list[NodeProc], schedule: Schedule) -> None:
+        from web3 import Web3
+        from web3.types import Wei
+
+        from p2pnode.chain.anvil import Anvil
+        from p2pnode.chain.binding import address_of, payout_key
+        from p2pnode.chain.evm import EvmChain, deploy
+
+        self.anvil = Anvil()
+        self.anvil.__enter__()
+        try:
+            w3 = self.anvil.w3()
+            dev = self.anvil.accounts()[0]
+            payees = [Web3.to_checksum_address(address_of(payout_key(n.home))) for n in nodes]
+            for p in payees:  # gas for their anchors and claims
+                w3.eth.send_transaction({"from": dev, "to": p, "value": Wei(10**19)})
+            self.address = deploy(w3, dev, payees[:8], schedule, fund_wei=10**20)
+            self.url = self.anvil.url
+            self.chain = EvmChain(w3, self.address, dev)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self.anvil.__exit__(None, None, None)

@@ -31,7 +31,13 @@ from p2pnode.config import (
     render_template,
 )
 from p2pnode.identity import Identity, save_identity
-from p2pnode.testnet.chainwatch import CHAIN_FILE, ChainWatch, fallback_for, make_devchain
+from p2pnode.testnet.chainwatch import (
+    CHAIN_FILE,
+    ChainWatch,
+    EvmNetwork,
+    fallback_for,
+    make_devchain,
+)
 from p2pnode.testnet.jobs import JobDriver
 from p2pnode.testnet.ledger import LedgerWatch, grace_for
 from p2pnode.testnet.lifeline import set_parent_death_signal
@@ -148,7 +154,8 @@ def _prepare(opts: TestnetOptions, root: Path, i: int, ports: NodePorts) -> Node
                  ledger_epoch_len_s=opts.epoch_len,
                  ledger_grace_s=grace_for(opts.epoch_len),
                  ledger_sync_interval_s=5.0,
-                 chain_backend=opts.chain,
+                 # evm: set once the contract is deployed (_chain_for)
+                 chain_backend="devchain" if opts.chain == "devchain" else "none",
                  chain_devchain_path=str(root / CHAIN_FILE) if opts.chain == "devchain" else "",
                  chain_fallback_s=fallback_for(opts.epoch_len))
     (home / CONFIG_FILE).write_text(render_template(cfg))
@@ -326,6 +333,24 @@ class Poller:
         return full or self.round(full=True)
 
 
+def _chain_for(opts: TestnetOptions, root: Path, nodes: list[NodeProc]
+               ) -> tuple[ChainWatch, EvmNetwork | None]:
+    """The testnet's chain: a devchain file, or anvil with the contract; each node's config
+    pointed at it."""
+    from p2pnode.chain.base import Schedule
+    from p2pnode.config import load_config
+
+    schedule = Schedule(opts.epoch_len, grace_for(opts.epoch_len), fallback_for(opts.epoch_len))
+    if opts.chain == "devchain":
+        return ChainWatch.devchain(make_devchain(root, nodes, schedule), nodes), None
+    net = EvmNetwork(nodes, schedule)
+    for n in nodes:
+        cfg = load_config(n.home / CONFIG_FILE).with_overrides(
+            chain_backend="evm", chain_rpc_url=net.url, chain_contract=net.address)
+        (n.home / CONFIG_FILE).write_text(render_template(cfg))
+    return ChainWatch(net.chain, nodes), net
+
+
 def _receipts(nodes: list[NodeProc]) -> int:
     """The receipts the requesters made (spec 06 RCP-1), from their last status."""
     return sum(int(n.status.get("receipts", 0)) for n in nodes)
@@ -347,6 +372,7 @@ def run_testnet(opts: TestnetOptions) -> int:
     jobs: JobDriver | None = None
     ledger_watch: LedgerWatch | None = None
     chain_watch: ChainWatch | None = None
+    evm_net: EvmNetwork | None = None
     # The nodes hold the read end; we hold the write end until we exit, however we exit.
     lifeline_r, lifeline_w = os.pipe()
     stopping = False
@@ -360,12 +386,8 @@ def run_testnet(opts: TestnetOptions) -> int:
     try:
         nodes = prepare_nodes(opts, root)
         jobs = JobDriver(opts, nodes) if opts.jobs > 0 else None
-        if opts.chain == "devchain":
-            from p2pnode.chain.base import Schedule
-
-            grace = grace_for(opts.epoch_len)
-            chain_watch = ChainWatch(make_devchain(root, nodes, Schedule(
-                opts.epoch_len, grace, fallback_for(opts.epoch_len))), nodes)
+        if opts.chain != "none":
+            chain_watch, evm_net = _chain_for(opts, root, nodes)
         _say(opts, f"starting {opts.n} nodes in {root}")
         boot = start_network(nodes, lifeline_r, opts.start_concurrency)
         up_at = time.monotonic()
@@ -435,6 +457,8 @@ def run_testnet(opts: TestnetOptions) -> int:
             ledger_watch = LedgerWatch(nodes)
             ledger_watch.poll(force=True)
         stop_nodes(nodes)
+        if evm_net is not None:
+            evm_net.close()
         if lifeline_r >= 0:
             os.close(lifeline_r)
         os.close(lifeline_w)

@@ -11,10 +11,19 @@ import pytest
 from tests.chain.dev_world import DevWorld
 
 
-@pytest.fixture(params=["devchain", "evm"])
+@pytest.fixture(params=["devchain", "evm", "anvil"])
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "devchain":
         w = DevWorld(tmp_path)
+        yield w
+        w.close()
+    elif request.param == "anvil":  # a real JSON-RPC node
+        from p2pnode.chain.anvil import find_anvil
+        from tests.chain.anvil_world import AnvilWorld
+
+        if find_anvil() is None:
+            pytest.skip("anvil is not installed (scripts/install.sh)")
+        w = AnvilWorld()
         yield w
         w.close()
     else:

@@ -48,7 +48,8 @@ async def test_a_diverging_segment_loses_its_dispute(tmp_path: Path) -> None:
                     if le.worker == cheater.identity.public_key)
         assert lost.reason == Reason.WRONG_RESULT.value
         kept = next(le for le in job.leases.values() if le.worker == honest.identity.public_key)
-        assert kept.state is LeaseState.ACCEPTED
+        # The winner's acceptance follows its receipt's fsync (RCP-1): a moment later.
+        await wait_for(lambda: kept.state is LeaseState.ACCEPTED, timeout=20)
         assert requester.steps.disputes == 1
         # The segment's fraud proof: published by the requester, checked and taken by the
         # honest worker, which bars the cheater too.
