@@ -373,6 +373,7 @@ def run_testnet(opts: TestnetOptions) -> int:
     ledger_watch: LedgerWatch | None = None
     chain_watch: ChainWatch | None = None
     evm_net: EvmNetwork | None = None
+    chain_report: dict[str, Any] | None = None
     # The nodes hold the read end; we hold the write end until we exit, however we exit.
     lifeline_r, lifeline_w = os.pipe()
     stopping = False
@@ -456,6 +457,8 @@ def run_testnet(opts: TestnetOptions) -> int:
                 chain_watch.claim_all()
             ledger_watch = LedgerWatch(nodes)
             ledger_watch.poll(force=True)
+            if chain_watch is not None:  # while the chain still answers
+                chain_report = chain_watch.report(ledger_watch.summaries)
         stop_nodes(nodes)
         if evm_net is not None:
             evm_net.close()
@@ -468,8 +471,8 @@ def run_testnet(opts: TestnetOptions) -> int:
                        opts.start_concurrency or default_start_concurrency(), jobs, start_s)
     if jobs is not None and ledger_watch is not None:
         rep["ledger"] = ledger_watch.report(_receipts(nodes))
-        if chain_watch is not None:
-            rep["chain"] = chain_watch.report(ledger_watch.summaries)
+        if chain_report is not None:
+            rep["chain"] = chain_report
     if opts.json_out:
         print(json.dumps(rep))
     else:

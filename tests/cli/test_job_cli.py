@@ -105,6 +105,24 @@ def test_testnet_anchors_on_a_shared_devchain_and_every_earner_claims(tmp_path: 
 
 
 @pytest.mark.slow
+def test_testnet_anchors_on_a_real_evm_node_and_every_earner_claims(tmp_path: Path) -> None:
+    from p2pnode.chain.anvil import find_anvil
+
+    if find_anvil() is None:
+        pytest.skip("anvil is not installed (scripts/install.sh)")
+    res = subprocess.run(
+        [sys.executable, "-m", "p2pnode", "testnet", "up", "-n", "3", "--jobs", "6",
+         "--epoch-len", "4", "--chain", "evm", "--duration", "60", "--json",
+         "--dir", str(tmp_path / "tn")],
+        capture_output=True, env=child_env(), timeout=200, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    chain = json.loads(res.stdout)["chain"]
+    assert chain["backend"] == "evm" and len(chain["anchored_epochs"]) >= 2
+    assert chain["roots_match"] is True and chain["claims_ok"] >= 1
+    assert set(chain["claims_refused"]) <= {"nothing_to_claim"}
+
+
+@pytest.mark.slow
 def test_testnet_cheaters_are_caught(tmp_path: Path) -> None:
     # Two of three workers cheat; every accepted output is rechecked by the launcher from
     # the inputs (wrong_accepted), and the cheats leave fraud proofs that all nodes take.
