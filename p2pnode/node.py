@@ -300,13 +300,17 @@ class Node:
             evm = EvmChain(Web3(Web3.HTTPProvider(cfg.chain_rpc_url)), cfg.chain_contract,
                            sender)
             return AnchorService(chain=evm, ledger=ledger, account=me, payee=evm.sender,
-                                 metrics=metrics, wall_s=self.clock)
+                                 metrics=metrics, wall_s=self.clock,
+                                 on_mismatch=lambda e: trio.from_thread.run_sync(
+                                     ledger.request_resync))
         path = Path(cfg.chain_devchain_path) if cfg.chain_devchain_path else \
             self.home / "chain.db"
         schedule = Schedule(cfg.ledger_epoch_len_s, cfg.ledger_grace_s, cfg.chain_fallback_s)
         chain = DevChain.create(path, self.identity, [me.hex()], schedule)
         return AnchorService(chain=chain, ledger=ledger, account=me, payee=me.hex(),
-                             metrics=metrics, wall_s=self.clock)
+                             metrics=metrics, wall_s=self.clock,
+                             on_mismatch=lambda e: trio.from_thread.run_sync(
+                                 ledger.request_resync))
 
     def _own_credits(self, market: JobsService) -> list[tuple[bytes, bytes]]:
         """Our receipts of accepted leases, with their jobs (for the ledger at start)."""

@@ -93,6 +93,8 @@ class LedgerService:
         self.caught_up = trio.Event()
         self._trees: dict[int, merkle.Tree] = {}
         self._sessions_to: set[str] = set()
+        self._resync = False
+        self.resyncs = 0
         # Fraud proofs the fraud topic took, waiting to become slashes (bounded: a proof
         # dropped here still arrives by the next sync session).
         self._frauds_in, self._frauds_out = trio.open_memory_channel[bytes](FRAUD_QUEUE)
@@ -414,10 +416,20 @@ class LedgerService:
                         nursery.start_soon(one, p)
                 for p in set(seen) - set(peers):
                     del seen[p]
-                if peers and self.clock() - last >= self.sync_interval_s:
+                if self._resync and peers:  # asked for: a session with every peer
+                    self._resync = False
+                    self.resyncs += 1
+                    for p in sorted(peers):
+                        nursery.start_soon(one, p)
+                elif peers and self.clock() - last >= self.sync_interval_s:
                     last = self.clock()
                     nursery.start_soon(one, self.rng.choice(sorted(peers)))
                 await trio.sleep(SYNC_TICK_S)
+
+    def request_resync(self) -> None:
+        """Reconcile with every peer at the next tick (an anchored root differed from ours:
+        spec 08 §2; the ledger's elements, not its fixed roots, are what a session fixes)."""
+        self._resync = True
 
     # -- the service ----------------------------------------------------------------------
 

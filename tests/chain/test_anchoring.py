@@ -87,3 +87,27 @@ async def test_anchor_check_and_claim(tmp_path: Path) -> None:
     await trio.to_thread.run_sync(watcher.step, theirs.ledger.frozen, dict(theirs.roots))
     assert flagged == [e] and str(e) in watcher.status()["mismatches"]
     assert watcher.anchored_by_me == []  # epoch e has its root: no second one
+
+
+async def test_a_mismatch_asks_the_ledger_to_reconcile_with_every_peer(
+        tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+    ledger = _ledger(tmp_path, _Clock(1_700_000_000.0), "r")
+    peers = {"p1": 1, "p2": 1, "p3": 1}
+    ledger.gossip.topic_peers = lambda topic: peers  # type: ignore[attr-defined]
+    ledger.clock = trio.current_time  # no periodic session is due in this test
+    ledger.sync_interval_s = 10**9
+    called: list[str] = []
+
+    async def record(peer: str) -> str:
+        called.append(peer)
+        return "same"
+
+    ledger.sync_with = record  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ledger._sync_loop)
+        await trio.sleep(5)
+        assert sorted(called) == ["p1", "p2", "p3"]  # each once, as it appeared (RCN-1)
+        ledger.request_resync()
+        await trio.sleep(5)
+        assert sorted(called) == ["p1", "p1", "p2", "p2", "p3", "p3"] and ledger.resyncs == 1
+        nursery.cancel_scope.cancel()
