@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from conformance.model import Outcome
+from p2pnode.chain.announce import open_announce
 from p2pnode.chain.base import Schedule, anchor_refusal, claim_refusal
 from p2pnode.chain.binding import open_binding
 from p2pnode.wire.reasons import WireError
@@ -46,8 +47,20 @@ def _bind(f: Files, p: Params) -> Outcome:
         "account": b.account.hex(), "payee": b.binding.payee.hex(), "chain": b.binding.chain}})
 
 
+def _announce(f: Files, p: Params) -> Outcome:
+    try:
+        a = open_announce(f["announce.cbor"], net=p["net"], current=p["current"],
+                          closed=p["closed"])
+    except WireError as e:
+        return Outcome("reject", e.reason.value)
+    return Outcome("valid", outputs={"announced.json": {
+        "signer": a.signer.hex(), "epoch": a.body.epoch, "root": a.body.root.hex(),
+        "count": a.body.count}})
+
+
 HANDLERS = {
     "chain/anchor": _anchor,
     "chain/claim": _claim,
     "chain/bind": _bind,
+    "chain/announce": _announce,
 }

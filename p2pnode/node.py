@@ -180,7 +180,9 @@ class Node:
                     await nursery.start(self.ledger.run)
                     await self.ledger.add_own(self._own_credits(self.market))
                     if self.config.chain_backend != "none":
-                        self.anchoring = self._build_anchoring(self.ledger)
+                        self.anchoring = self._build_anchoring(st, self.ledger)
+                        if self.anchoring.announcer is not None:
+                            await nursery.start(self.anchoring.announcer.run)
                         await nursery.start(self.anchoring.run)
                     # The admin API comes up last: once it answers (the launcher and the
                     # CLI wait for it), every other part, the metrics endpoint included,
@@ -280,15 +282,22 @@ class Node:
         fraud.on_proof = ledger.queue_fraud
         return ledger
 
-    def _build_anchoring(self, ledger: LedgerService) -> AnchorService:
-        """Anchoring on the configured chain (spec 08, draft)."""
+    def _build_anchoring(self, st: NetStack, ledger: LedgerService) -> AnchorService:
+        """Anchoring on the configured chain (spec 08, draft), with the anchors topic."""
         from p2pnode.chain.base import Schedule
         from p2pnode.chain.devchain import DevChain
-        from p2pnode.services.anchoring import AnchorMetrics, AnchorService
+        from p2pnode.net.gossip import Libp2pGossip
+        from p2pnode.net.host import anchors_topic
+        from p2pnode.services.anchoring import AnchorMetrics, AnchorService, Announcer
 
         cfg = self.config
         me = self.identity.public_key
         metrics = AnchorMetrics(self.metrics.registry)
+        announcer = Announcer(net=cfg.network, identity=self.identity, gossip=Libp2pGossip(st),
+                              topic=anchors_topic(cfg.network), ledger_params=ledger.params,
+                              wall_ms=ledger.wall_ms, clock=self.clock,
+                              reject=lambda r: self.metrics.reject("anchors", r),
+                              verified=self.signatures)
         if cfg.chain_backend == "evm":
             from eth_account import Account
             from web3 import Web3
@@ -302,7 +311,7 @@ class Node:
             return AnchorService(chain=evm, ledger=ledger, account=me, payee=evm.sender,
                                  metrics=metrics, wall_s=self.clock,
                                  on_mismatch=lambda e: trio.from_thread.run_sync(
-                                     ledger.request_resync))
+                                     ledger.request_resync), announcer=announcer)
         path = Path(cfg.chain_devchain_path) if cfg.chain_devchain_path else \
             self.home / "chain.db"
         schedule = Schedule(cfg.ledger_epoch_len_s, cfg.ledger_grace_s, cfg.chain_fallback_s)
@@ -310,7 +319,7 @@ class Node:
         return AnchorService(chain=chain, ledger=ledger, account=me, payee=me.hex(),
                              metrics=metrics, wall_s=self.clock,
                              on_mismatch=lambda e: trio.from_thread.run_sync(
-                                 ledger.request_resync))
+                                 ledger.request_resync), announcer=announcer)
 
     def _own_credits(self, market: JobsService) -> list[tuple[bytes, bytes]]:
         """Our receipts of accepted leases, with their jobs (for the ledger at start)."""

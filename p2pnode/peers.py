@@ -18,8 +18,8 @@ from p2pnode.wire.reasons import Reason, Reject, Verdict
 # Topic weights by topic name without the network part (`/p2pnode/<net>/<name>`). A topic
 # not listed weighs nothing: a peer's score counts only topics we run.
 CAPS_TOPIC_WEIGHT = 1.0
-LEDGER_TOPIC_WEIGHT = 1.0  # reserved topic (NET-9)
-ANCHORS_TOPIC_WEIGHT = 0.5  # reserved topic (NET-9)
+LEDGER_TOPIC_WEIGHT = 1.0  # ledger credits (spec 07)
+ANCHORS_TOPIC_WEIGHT = 0.5  # anchor announcements (spec 08)
 FRAUD_TOPIC_WEIGHT = 0.5
 ATTEST_TOPIC_WEIGHT = 0.5
 TOPIC_WEIGHTS: dict[str, float] = {

@@ -4,6 +4,8 @@
 yields ``refusal.json``. ``claim``: whether a claim is refused and what it pays (CLM-1,
 CLM-2), with proofs of trees built here from the ledger's leaf and node rules (LGR-12);
 yields ``claim.json``. ``bind``: open the payout binding ``bind.cbor`` (BND-1).
+``announce``: open the anchor announcement ``announce.cbor`` for a receiver whose current
+epoch is ``current`` and newest closed one ``closed`` (ANC-4).
 
 The outcomes are stated here from the rules' text; the reference must agree.
 """
@@ -15,6 +17,7 @@ from typing import Any
 
 from conformance.cases.common import ALICE, BOB, NET, key
 from conformance.model import Case, Inputs, reject, valid
+from p2pnode.chain.announce import T_ANNOUNCE, AnchorAnnounce
 from p2pnode.chain.binding import T_BIND, PayoutBinding
 from p2pnode.ledger import merkle
 from p2pnode.wire import cbor, envelope
@@ -146,8 +149,39 @@ def bind() -> Iterator[Case]:
                reject(Reason.BAD_SIGNATURE), "a signature that is not alice's", ("BND-1",))
 
 
+def _announce_body(**change: Any) -> dict[str, Any]:
+    body = AnchorAnnounce(net=NET, epoch=E, root=bytes(range(32)), count=9, ts=1).to_body()
+    body.update(change)
+    return body
+
+
+def announce() -> Iterator[Case]:
+    params = {"net": NET, "current": E + 1, "closed": E}
+    ok = envelope.seal(ALICE, T_ANNOUNCE, 1, _announce_body())
+    yield Case("valid", Inputs({"announce.cbor": ok}, params), valid({"announced.json": {
+        "signer": ALICE.public_key.hex(), "epoch": E, "root": bytes(range(32)).hex(),
+        "count": 9}}), "alice announces the root she fixed for epoch E", ("ANC-4",))
+    for name, change, reason, desc in (
+            ("other_network", {"net": "othernet"}, Reason.WRONG_NETWORK, "another network"),
+            ("future_epoch", {"epoch": E + 2}, Reason.CLOCK_SKEW,
+             "an epoch after the receiver's current one"),
+            ("long_closed", {"epoch": E - 17}, Reason.EXPIRED,
+             "17 epochs before the receiver's newest closed one"),
+            ("short_root", {"root": bytes(31)}, Reason.BAD_FIELD, "a 31-byte root"),
+            ("extra_key", {"memo": 1}, Reason.UNKNOWN_FIELD, "a key AnchorAnnounce lacks")):
+        data = envelope.seal(BOB, T_ANNOUNCE, 1, _announce_body(**change))
+        yield Case(name, Inputs({"announce.cbor": data}, params), reject(reason), desc,
+                   ("ANC-4",))
+    edge = envelope.seal(BOB, T_ANNOUNCE, 1, _announce_body(epoch=E - 16))
+    yield Case("sixteen_back", Inputs({"announce.cbor": edge}, params), valid({
+        "announced.json": {"signer": BOB.public_key.hex(), "epoch": E - 16,
+                           "root": bytes(range(32)).hex(), "count": 9}}),
+        "16 epochs before the newest closed one: still kept", ("ANC-4",))
+
+
 HANDLERS: dict[str, Callable[[], Iterator[Case]]] = {
     "anchor": anchor,
     "claim": claim,
     "bind": bind,
+    "announce": announce,
 }

@@ -62,6 +62,10 @@ def ledger_topic(net: str) -> str:
     return f"/p2pnode/{net}/ledger/1"
 
 
+def anchors_topic(net: str) -> str:
+    return f"/p2pnode/{net}/anchors/1"
+
+
 def fraud_topic(net: str) -> str:
     return f"/p2pnode/{net}/fraud/1"
 

@@ -16,9 +16,15 @@ from typing import Any
 import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from p2pnode.chain.announce import AnchorAnnounce, Announced, Announcements, open_announce
 from p2pnode.chain.base import Chain, ChainError, ChainReason, Claim
+from p2pnode.identity import Identity
+from p2pnode.ledger.state import Params
 from p2pnode.log import event
+from p2pnode.ports import Gossip
 from p2pnode.services.ledger import LedgerService
+from p2pnode.wire import envelope
+from p2pnode.wire.reasons import ACCEPT, Ignore, Reason, Reject, Verdict, WireError
 
 log = logging.getLogger("p2pnode.chain")
 
@@ -48,12 +54,77 @@ class AnchorMetrics:
                             registry=registry)
 
 
+class Announcer:
+    """The anchors topic (ANC-4): this node's announcement of each root it fixes, and the
+    validator that keeps everyone's (bounded, per forwarder)."""
+
+    RATE_PER_S = 5.0
+    BURST = 50
+
+    def __init__(self, *, net: str, identity: Identity, gossip: Gossip, topic: str,
+                 ledger_params: Params, wall_ms: Callable[[], int], clock: Callable[[], float],
+                 reject: Callable[[Reason], None],
+                 verified: envelope.SignatureCache | None = None) -> None:
+        from p2pnode.ratelimit import PeerRateLimiter
+
+        self.net, self.identity, self.gossip, self.topic = net, identity, gossip, topic
+        self.params, self.wall_ms, self.clock = ledger_params, wall_ms, clock
+        self.reject, self.verified = reject, verified
+        self.table = Announcements()
+        self.limiter = PeerRateLimiter(rate=self.RATE_PER_S, burst=self.BURST)
+        self.announced = -1
+        self.frozen = -1  # the ledger's, as of the last announcement
+
+    def validate(self, source: bytes | None, data: bytes, forwarder: str | None = None
+                 ) -> Verdict:
+        if forwarder == self.gossip.peer_id:
+            return ACCEPT
+        if forwarder is not None and not self.limiter.allow(forwarder, self.clock()):
+            self.reject(Reason.RATE_LIMITED)
+            return Ignore(Reason.RATE_LIMITED)
+        try:
+            a = open_announce(data, net=self.net, current=self.params.epoch(self.wall_ms()),
+                              closed=self.frozen, verified=self.verified)
+        except WireError as e:
+            self.reject(e.reason)
+            return Reject(e.reason, e.detail)
+        if not self.table.add(a):
+            return Ignore(Reason.DUPLICATE)
+        return ACCEPT
+
+    async def announce(self, ledger: LedgerService) -> None:
+        """Announce the newest fixed root, once per epoch."""
+        e = self.frozen = ledger.ledger.frozen
+        if e <= self.announced or e not in ledger.roots:
+            return
+        root, count, _ = ledger.roots[e]
+        body = AnchorAnnounce(net=self.net, epoch=e, root=root, count=count,
+                              ts=self.wall_ms())
+        data = body.seal(self.identity)
+        self.table.add(Announced(self.identity.public_key, body))
+        self.announced = e
+        try:
+            await self.gossip.publish(self.topic, data)
+        except Exception as err:  # the next epoch's announcement goes out anyway
+            event(log, "chain.announce_failed", logging.WARNING, error=str(err))
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        self.gossip.set_validator(self.topic, self.validate)
+        sub = await self.gossip.subscribe(self.topic)
+        task_status.started()
+        while True:
+            await sub.get()
+
+
 class AnchorService:
     def __init__(self, *, chain: Chain, ledger: LedgerService, account: bytes, payee: str,
                  metrics: AnchorMetrics, wall_s: Callable[[], float],
-                 on_mismatch: Callable[[int], None] | None = None) -> None:
+                 on_mismatch: Callable[[int], None] | None = None,
+                 announcer: Announcer | None = None) -> None:
         self.chain, self.ledger, self.account, self.payee = chain, ledger, account, payee
         self.metrics, self.wall_s, self.on_mismatch = metrics, wall_s, on_mismatch
+        self.announcer = announcer
+        self.deferred: list[int] = []  # epochs not anchored: another root was announced
         self.checked = -1  # the newest anchored epoch compared with our root
         self.latest: tuple[int, bytes] | None = None
         self.mismatches: dict[int, tuple[str, str]] = {}  # epoch -> (ours, anchored), hex
@@ -63,11 +134,12 @@ class AnchorService:
 
     # -- one step, blocking (runs in a thread, on a copy of the ledger's fixed roots) ----
 
-    def step(self, frozen: int, roots: dict[int, tuple[bytes, int, int]]) -> None:
+    def step(self, frozen: int, roots: dict[int, tuple[bytes, int, int]],
+             announced: dict[int, dict[bytes, bytes]] | None = None) -> None:
         self.latest = self.chain.latest()
         if not self.bound:
             self._bind()
-        self._anchor(frozen, roots)
+        self._anchor(frozen, roots, announced or {})
         self._check(frozen, roots)
 
     def _bind(self) -> None:
@@ -79,9 +151,10 @@ class AnchorService:
                 raise
             self.bound = True  # not an anchorer: an anchorer binds us (CLM-3)
 
-    def _anchor(self, frozen: int, roots: dict[int, tuple[bytes, int, int]]) -> None:
+    def _anchor(self, frozen: int, roots: dict[int, tuple[bytes, int, int]],
+                announced: dict[int, dict[bytes, bytes]]) -> None:
         e = frozen
-        if e < 0 or (self.latest is not None and e <= self.latest[0]):
+        if e < 0 or (self.latest is not None and e <= self.latest[0]) or e in self.deferred:
             return
         fixed = fixed_root(roots, frozen, e)
         if fixed is None:
@@ -89,6 +162,15 @@ class AnchorService:
         root, count, _ = fixed
         if root == bytes(32):
             return  # nothing earned yet: no root worth anchoring
+        others = [s for s, r in announced.get(e, {}).items() if s != self.account and r != root]
+        if others:  # ANC-5: another node fixed another root; reconcile, do not anchor
+            self.deferred.append(e)
+            self.metrics.refused.labels(reason="root_disputed").inc()
+            event(log, "chain.root_disputed", logging.WARNING, epoch=e, ours=root.hex(),
+                  others=len(others))
+            if self.on_mismatch is not None:
+                self.on_mismatch(e)
+            return
         try:
             self.chain.anchor(e, root, count)
         except ChainError as err:  # not our turn, or someone was first
@@ -137,6 +219,7 @@ class AnchorService:
         latest = self.latest
         frozen = self.ledger.ledger.frozen
         return {"backend": self.chain.name, "sender": self.chain.sender,
+                "deferred": self.deferred,
                 "latest_epoch": latest[0] if latest else None,
                 "lag": (frozen - latest[0]) if latest and frozen >= 0 else None,
                 "anchored_by_me": len(self.anchored_by_me), "checked": self.checked,
@@ -150,9 +233,12 @@ class AnchorService:
         task_status.started()
         backoff = TICK_S
         while True:
+            if self.announcer is not None:
+                await self.announcer.announce(self.ledger)
             try:
-                await trio.to_thread.run_sync(self.step, self.ledger.ledger.frozen,
-                                              dict(self.ledger.roots))
+                await trio.to_thread.run_sync(
+                    self.step, self.ledger.ledger.frozen, dict(self.ledger.roots),
+                    self.announcer.table.snapshot() if self.announcer else None)
                 backoff = TICK_S
             except (ChainError, OSError, sqlite3.Error) as e:  # retried, with backoff
                 self.errors += 1

@@ -111,3 +111,65 @@ async def test_a_mismatch_asks_the_ledger_to_reconcile_with_every_peer(
         await trio.sleep(5)
         assert sorted(called) == ["p1", "p1", "p2", "p2", "p3", "p3"] and ledger.resyncs == 1
         nursery.cancel_scope.cancel()
+
+
+async def test_an_anchorer_does_not_anchor_a_root_another_node_announced_otherwise(
+        tmp_path: Path) -> None:
+    from p2pnode.chain.announce import AnchorAnnounce, Announced, Announcements
+
+    t0 = 1_700_000_000 // L_S * L_S
+    clock = _Clock(t0 + 1)
+    worker, other = Identity(b"\x07" * 32), Identity(b"\x08" * 32)
+    schedule = Schedule(L_S, G_S, F_S)
+    e = t0 // L_S
+    order = [worker, other] if e % 2 == 0 else [other, worker]
+    path = tmp_path / "chain.db"
+    DevChain.create(path, worker, [i.public_key.hex() for i in order], schedule,
+                    clock=clock).close()
+    ledger = _ledger(tmp_path, clock, "d")
+    req = samples.identity("anchoring requester")
+    data = samples.credit(req, NET, worker.public_key, 40, (t0 + 1) * 1000, 0)
+    ledger._keep(open_element(data, net=NET, now_ms=(t0 + 2) * 1000), None, "own")
+    clock.t = schedule.closes_at(e)
+    await ledger.close_due()
+    ours = ledger.roots[e][0]
+    table = Announcements()
+    body = AnchorAnnounce(net=NET, epoch=e, root=b"\x09" * 32, count=1, ts=1)
+    assert table.add(Announced(other.public_key, body))
+    assert not table.add(Announced(other.public_key, body))  # one root per signer
+    table.add(Announced(worker.public_key, AnchorAnnounce(net=NET, epoch=e, root=ours,
+                                                          count=1, ts=1)))
+    assert table.disagree(e, ours, worker.public_key) == [other.public_key]
+    flagged: list[int] = []
+    svc = AnchorService(chain=DevChain(path, worker, clock=clock), ledger=ledger,
+                        account=worker.public_key, payee="w",
+                        metrics=AnchorMetrics(CollectorRegistry()), wall_s=clock,
+                        on_mismatch=flagged.append)
+    await trio.to_thread.run_sync(svc.step, ledger.ledger.frozen, dict(ledger.roots),
+                                  table.snapshot())
+    assert svc.anchored_by_me == [] and svc.deferred == [e] and flagged == [e]
+    assert svc.chain.root_of(e) is None
+    # With agreeing announcements only (ours and the same root from the other), it anchors.
+    svc.deferred.clear()
+    agree = Announcements()
+    agree.add(Announced(other.public_key, AnchorAnnounce(net=NET, epoch=e, root=ours,
+                                                         count=1, ts=1)))
+    await trio.to_thread.run_sync(svc.step, ledger.ledger.frozen, dict(ledger.roots),
+                                  agree.snapshot())
+    assert svc.anchored_by_me == [e]
+
+
+def test_the_announcements_table_is_bounded() -> None:
+    from p2pnode.chain import announce
+
+    table = announce.Announcements()
+    for e in range(announce.KEEP_EPOCHS + 5):
+        body = announce.AnchorAnnounce(net=NET, epoch=e, root=b"\x01" * 32, count=0, ts=0)
+        table.add(announce.Announced(b"\x02" * 32, body))
+    assert len(table.by_epoch) == announce.KEEP_EPOCHS and min(table.by_epoch) == 5
+    old = announce.AnchorAnnounce(net=NET, epoch=0, root=b"\x01" * 32, count=0, ts=0)
+    assert not table.add(announce.Announced(b"\x03" * 32, old))  # older than all kept
+    for i in range(announce.MAX_SIGNERS + 3):
+        body = announce.AnchorAnnounce(net=NET, epoch=30, root=b"\x01" * 32, count=0, ts=0)
+        table.add(announce.Announced(i.to_bytes(32, "big"), body))
+    assert len(table.by_epoch[30]) == announce.MAX_SIGNERS

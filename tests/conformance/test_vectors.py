@@ -80,7 +80,7 @@ def test_reference_passes_every_vector(vectors: list[runner.Vector]) -> None:
         "proofs/challenge_size", "proofs/challenge_claim", "proofs/offer_order",
         "ledger/element", "ledger/settle", "ledger/balances", "ledger/root", "ledger/verify",
         "ledger/symbols", "ledger/session", "ledger/sync_message",
-        "chain/anchor", "chain/claim", "chain/bind"}
+        "chain/anchor", "chain/claim", "chain/bind", "chain/announce"}
 
 
 def test_every_reason_code_is_exercised(vectors: list[runner.Vector]) -> None:

@@ -37,7 +37,7 @@ NOT_BY_VECTORS = {"ID-5", "ID-6", "ENV-12", "TBL-5", "TBL-6", "RL-2", "RL-3"} | 
     "SYNC-1", "SYNC-2", "SYNC-3", "SYNC-6", "SYNC-7"} | {  # whom a node asks, what it sends
     "FRD-8", "FRD-9", "RCP-1", "RCP-3", "CHL-3"} | {  # what a node relays, publishes, stores
     f"DSP-{i}" for i in range(3, 7)} | {  # a dispute's exchanges: tests/integration, tests/proofs
-    "ANC-3", "CLM-3", "BND-2"}  # a node's anchoring, who may bind, the payout key file
+    "ANC-3", "ANC-5", "CLM-3", "BND-2"}  # a node's anchoring, who may bind, the payout key file
 
 
 def _defined() -> dict[str, str]:
