@@ -63,6 +63,7 @@ class Config:
     chain_fallback_s: int = 60
     chain_rpc_url: str = ""
     chain_contract: str = ""
+    chain_payout_key: str = ""
     blobs_quota_bytes: int = 4 << 30
     blobs_retention_s: int = 86_400
     api_listen: str = "127.0.0.1:0"
@@ -119,6 +120,7 @@ _KEYS: dict[tuple[str, str], str] = {
     ("chain", "fallback_s"): "chain_fallback_s",
     ("chain", "rpc_url"): "chain_rpc_url",
     ("chain", "contract"): "chain_contract",
+    ("chain", "payout_key"): "chain_payout_key",
     ("blobs", "quota_bytes"): "blobs_quota_bytes",
     ("blobs", "retention_s"): "blobs_retention_s",
     ("api", "listen"): "api_listen",
@@ -235,6 +237,9 @@ devchain_path = {t(v["chain_devchain_path"])}
 fallback_s = {t(v["chain_fallback_s"])}
 rpc_url = {t(v["chain_rpc_url"])}
 contract = {t(v["chain_contract"])}
+# The file of the node's secp256k1 payout key (32 bytes, hex; made on first use, mode
+# 0600). Empty: payout.key in the node home.
+payout_key = {t(v["chain_payout_key"])}
 
 [blobs]
 # The blob store (inputs and outputs of jobs) holds at most quota_bytes. Blobs an open job

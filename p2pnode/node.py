@@ -305,7 +305,8 @@ class Node:
             from p2pnode.chain.binding import payout_key
             from p2pnode.chain.evm import EvmChain
 
-            sender = Account.from_key(payout_key(self.home))
+            key_file = Path(cfg.chain_payout_key) if cfg.chain_payout_key else None
+            sender = Account.from_key(payout_key(self.home, key_file))
             evm = EvmChain(Web3(Web3.HTTPProvider(cfg.chain_rpc_url)), cfg.chain_contract,
                            sender)
             return AnchorService(chain=evm, ledger=ledger, account=me, payee=evm.sender,

@@ -75,9 +75,10 @@ def open_binding(data: bytes, *, net: str, chain: int) -> Bound:
     return Bound(env.signer, b)
 
 
-def payout_key(home: Path) -> bytes:
-    """BND-2: the node's secp256k1 payout secret, made on first use."""
-    path = home / PAYOUT_KEY_FILE
+def payout_key(home: Path, path: Path | None = None) -> bytes:
+    """BND-2: the node's secp256k1 payout secret (in ``path``, default ``payout.key`` in
+    the node home), made on first use."""
+    path = path or home / PAYOUT_KEY_FILE
     if path.exists():
         key = bytes.fromhex(path.read_text().strip())
         if len(key) != 32:
