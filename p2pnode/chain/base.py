@@ -153,3 +153,9 @@ class Chain(Protocol):
     def bind(self, account: bytes, payee: str) -> None:
         """Record ``account``'s payee (by an anchorer, who checked the account's signed
         binding statement)."""
+
+    def is_anchorer_key(self, key: bytes) -> bool:
+        """Whether the node of Ed25519 ``key`` anchors on this chain (ANC-5: whose
+        announcements count): devchain, its key is in the rotation; evm, its bound payee
+        is."""
+        ...

@@ -206,6 +206,9 @@ class DevChain:
 
     # -- views ----------------------------------------------------------------------------
 
+    def is_anchorer_key(self, key: bytes) -> bool:
+        return key.hex() in self.genesis()[0]
+
     @_locked
     def root_of(self, epoch: int) -> bytes | None:
         row = self.db.execute("SELECT root FROM anchors WHERE epoch = ?", (epoch,)).fetchone()

@@ -328,6 +328,10 @@ class EvmChain:
         self._transact(f"bind {account.hex()[:16]}", "bind",
                        [account, to_checksum_address(payee)], self.gas.bind)
 
+    def is_anchorer_key(self, key: bytes) -> bool:
+        payee = self.payee_of(key)
+        return payee is not None and payee in self.anchorers()
+
     # -- views of the contract ------------------------------------------------------------
 
     def anchorers(self) -> list[str]:

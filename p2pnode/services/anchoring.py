@@ -162,8 +162,9 @@ class AnchorService:
         root, count, _ = fixed
         if root == bytes(32):
             return  # nothing earned yet: no root worth anchoring
-        others = [s for s, r in announced.get(e, {}).items() if s != self.account and r != root]
-        if others:  # ANC-5: another node fixed another root; reconcile, do not anchor
+        others = [s for s, r in announced.get(e, {}).items()
+                  if s != self.account and r != root and self.chain.is_anchorer_key(s)]
+        if others:  # ANC-5: another anchorer fixed another root; reconcile, do not anchor
             self.deferred.append(e)
             self.metrics.refused.labels(reason="root_disputed").inc()
             event(log, "chain.root_disputed", logging.WARNING, epoch=e, ours=root.hex(),

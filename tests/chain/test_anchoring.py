@@ -149,11 +149,14 @@ async def test_an_anchorer_does_not_anchor_a_root_another_node_announced_otherwi
                                   table.snapshot())
     assert svc.anchored_by_me == [] and svc.deferred == [e] and flagged == [e]
     assert svc.chain.root_of(e) is None
-    # With agreeing announcements only (ours and the same root from the other), it anchors.
+    # With agreeing announcements only (ours and the same root from the other), it anchors;
+    # a node outside the rotation announcing another root does not count (ANC-5).
     svc.deferred.clear()
     agree = Announcements()
     agree.add(Announced(other.public_key, AnchorAnnounce(net=NET, epoch=e, root=ours,
                                                          count=1, ts=1)))
+    agree.add(Announced(b"\x0c" * 32, AnchorAnnounce(net=NET, epoch=e, root=b"\x0d" * 32,
+                                                      count=1, ts=1)))
     await trio.to_thread.run_sync(svc.step, ledger.ledger.frozen, dict(ledger.roots),
                                   agree.snapshot())
     assert svc.anchored_by_me == [e]
@@ -173,3 +176,20 @@ def test_the_announcements_table_is_bounded() -> None:
         body = announce.AnchorAnnounce(net=NET, epoch=30, root=b"\x01" * 32, count=0, ts=0)
         table.add(announce.Announced(i.to_bytes(32, "big"), body))
     assert len(table.by_epoch[30]) == announce.MAX_SIGNERS
+
+
+def test_whose_announcements_count_on_each_backend(tmp_path: Path) -> None:
+    from tests.chain.dev_world import DevWorld
+    from tests.chain.evm_world import EvmWorld
+
+    dev = DevWorld(tmp_path)
+    assert dev.chain(3).is_anchorer_key(dev.ids[0].public_key)
+    assert not dev.chain(0).is_anchorer_key(dev.ids[3].public_key)  # outside the rotation
+    dev.close()
+    evm = EvmWorld()
+    node, stranger = b"\x21" * 32, b"\x22" * 32
+    evm.chain(0).bind(node, evm.sender_name(1))  # its payee is an anchorer's address
+    evm.chain(0).bind(stranger, evm.payee(0))
+    assert evm.chain(3).is_anchorer_key(node)
+    assert not evm.chain(3).is_anchorer_key(stranger)
+    assert not evm.chain(3).is_anchorer_key(b"\x23" * 32)  # unbound
