@@ -14,21 +14,19 @@ claims.
 
 from __future__ import annotations
 
-from web3 import Web3
-
 from p2pnode.chain.anvil import Anvil, set_next_block_time
-from p2pnode.chain.evm import EvmChain, deploy
+from p2pnode.chain.evm import deploy
+from tests.chain.evm_world import PAYEES, SENDERS, ContractWorld
 from tests.chain.world import ANCHORERS, SCHEDULE
 
-SENDERS = 4  # 0 .. ANCHORERS - 1 anchor; the rest only send claims
-PAYEES = 8
 FUND_WEI = 10**21
 
 
-class AnvilWorld:
+class AnvilWorld(ContractWorld):
     name = "anvil"
 
     def __init__(self) -> None:
+        super().__init__()
         self.anvil = Anvil(timestamp=0, accounts=SENDERS + PAYEES).start()
         try:
             self.w3 = self.anvil.w3()
@@ -38,29 +36,10 @@ class AnvilWorld:
         except BaseException:
             self.anvil.stop()
             raise
-        self._chains: dict[int, EvmChain] = {}
-
-    def chain(self, sender: int) -> EvmChain:
-        if sender not in self._chains:
-            self._chains[sender] = EvmChain(self.w3, self.address, self.sender_name(sender))
-        return self._chains[sender]
-
-    def sender_name(self, sender: int) -> str:
-        if not 0 <= sender < SENDERS:
-            raise IndexError(sender)
-        return self.accounts[sender]
 
     def set_time(self, t: int) -> None:
         newest = int(self.w3.eth.get_block("latest")["timestamp"])
         set_next_block_time(self.w3, max(int(t), newest + 1))
-
-    def payee(self, i: int) -> str:
-        if not 0 <= i < PAYEES:
-            raise IndexError(i)
-        return self.accounts[SENDERS + i]
-
-    def payee_balance(self, payee: str) -> int:
-        return int(self.w3.eth.get_balance(Web3.to_checksum_address(payee)))
 
     def close(self) -> None:
         self.anvil.stop()

@@ -20,14 +20,15 @@ PAYEES = 8  # funded accounts that never send: their balances change only by cla
 FUND_WEI = 10**21
 
 
-class EvmWorld:
-    name = "evm"
+class ContractWorld:
+    """What the EVM worlds share: the contract at ``address`` on ``w3``, senders and payees
+    among ``accounts``."""
+
+    w3: Web3
+    accounts: list[str]
+    address: str
 
     def __init__(self) -> None:
-        self.w3, self.backend = fresh_chain()
-        self.accounts = [Web3.to_checksum_address(a) for a in self.w3.eth.accounts]
-        self.address = deploy(self.w3, self.accounts[0], self.accounts[:ANCHORERS], SCHEDULE,
-                              fund_wei=FUND_WEI)
         self._chains: dict[int, EvmChain] = {}
 
     def chain(self, sender: int) -> EvmChain:
@@ -40,14 +41,27 @@ class EvmWorld:
             raise IndexError(sender)
         return self.accounts[sender]
 
-    def set_time(self, t: int) -> None:
-        set_next_block_time(self.backend, t)
-
     def payee(self, i: int) -> str:
+        if not 0 <= i < PAYEES:
+            raise IndexError(i)
         return self.accounts[SENDERS + i]
 
     def payee_balance(self, payee: str) -> int:
         return int(self.w3.eth.get_balance(Web3.to_checksum_address(payee)))
+
+
+class EvmWorld(ContractWorld):
+    name = "evm"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w3, self.backend = fresh_chain()
+        self.accounts = [Web3.to_checksum_address(a) for a in self.w3.eth.accounts]
+        self.address = deploy(self.w3, self.accounts[0], self.accounts[:ANCHORERS], SCHEDULE,
+                              fund_wei=FUND_WEI)
+
+    def set_time(self, t: int) -> None:
+        set_next_block_time(self.backend, t)
 
     def close(self) -> None:
         pass
