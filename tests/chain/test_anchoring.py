@@ -103,12 +103,19 @@ async def test_a_mismatch_asks_the_ledger_to_reconcile_with_every_peer(
         return "same"
 
     ledger.sync_with = record  # type: ignore[method-assign]
+    async def until(n: int) -> None:
+        with trio.fail_after(30):
+            while len(called) < n:
+                await trio.sleep(0.1)
+
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ledger._sync_loop)
-        await trio.sleep(5)
+        await until(3)
         assert sorted(called) == ["p1", "p2", "p3"]  # each once, as it appeared (RCN-1)
+        await trio.sleep(60)  # a minute of virtual time: nothing more without a reason
+        assert len(called) == 3 and ledger.resyncs == 0
         ledger.request_resync()
-        await trio.sleep(5)
+        await until(6)
         assert sorted(called) == ["p1", "p1", "p2", "p2", "p3", "p3"] and ledger.resyncs == 1
         nursery.cancel_scope.cancel()
 

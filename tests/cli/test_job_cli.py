@@ -106,10 +106,6 @@ def test_testnet_anchors_on_a_shared_devchain_and_every_earner_claims(tmp_path: 
 
 @pytest.mark.slow
 def test_testnet_anchors_on_a_real_evm_node_and_every_earner_claims(tmp_path: Path) -> None:
-    from p2pnode.chain.anvil import find_anvil
-
-    if find_anvil() is None:
-        pytest.skip("anvil is not installed (scripts/install.sh)")
     res = subprocess.run(
         [sys.executable, "-m", "p2pnode", "testnet", "up", "-n", "3", "--jobs", "6",
          "--epoch-len", "8", "--chain", "evm", "--duration", "120", "--json",
