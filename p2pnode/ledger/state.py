@@ -91,11 +91,19 @@ class Ledger:
         epoch to a peer's earlier claim while that epoch is open (LGR-8: the settlement of
         an element is the least claimed, so replicas converge on it). The epoch it now
         settles in, or None if nothing changed (merge is idempotent)."""
+        s = self.change(el, arrival_ms, claim)
+        if s is not None:
+            held = self.held.get(el.id)
+            self.held[el.id] = (held[0] if held else el, s)
+        return s
+
+    def change(self, el: Element, arrival_ms: int, claim: int | None = None) -> int | None:
+        """What :meth:`add` would do, without doing it: the settlement epoch ``el`` would
+        now have, or None if it would not change."""
         s = self.settlement(el, arrival_ms, claim)
         held = self.held.get(el.id)
         if held is not None and (s >= held[1] or held[1] <= self.frozen):
             return None
-        self.held[el.id] = (held[0] if held else el, s)
         return s
 
     def restore(self, el: Element, settle: int) -> None:

@@ -111,15 +111,11 @@ class LedgerService:
     def _decide(self, el: Element, claim: int | None) -> int | None:
         """The settlement epoch to store ``el`` with, or None if nothing would change;
         WireError(LIMIT_EXCEEDED) for a new element when the store is full (LGR-17)."""
-        held = self.ledger.held.get(el.id)
-        if held is None and (len(self.ledger) >= self.max_elements
-                             or self.bytes_held + len(el.raw) > self.max_bytes):
+        if el.id not in self.ledger and (len(self.ledger) >= self.max_elements
+                                         or self.bytes_held + len(el.raw) > self.max_bytes):
             self.refused_full += 1
             raise WireError(Reason.LIMIT_EXCEEDED, "the ledger store is full")
-        settle = self.ledger.settlement(el, self.wall_ms(), claim)
-        if held is not None and (settle >= held[1] or held[1] <= self.ledger.frozen):
-            return None
-        return settle
+        return self.ledger.change(el, self.wall_ms(), claim)
 
     def _hold(self, el: Element, settle: int, via: str) -> bool:
         """Hold ``el``, stored with ``settle``, in memory (without its bytes: the store has
